@@ -1,0 +1,96 @@
+// The op interface every backend implements (cpu/ now, vulkan/ next). The forward pass of each
+// architecture is written once against it. Activations are float32 [rows, cols], outer to inner;
+// ops may run asynchronously, and download() is the only point where the host waits.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "moeflux/backend/tensor.h"
+#include "moeflux/format/tensor_view.h"
+
+namespace moeflux::backend {
+
+struct NormOptions {
+  float eps = 1e-6f;
+  bool zero_centered = false;  // weight applied as (1 + w) (Qwen3-Next / Qwen3.5)
+};
+
+struct RopeOptions {
+  int rotary_dim = 0;             // the first rotary_dim channels of each head rotate (NeoX pairing)
+  std::vector<float> inv_freq;    // [rotary_dim / 2]
+  float attention_scaling = 1.0f; // multiplies cos and sin (YaRN); 1 otherwise
+};
+
+struct AttentionOptions {
+  float scale = 1.0f;          // multiplies q.k
+  std::int64_t n_past = 0;     // query t attends to cache rows [0, n_past + t]
+  std::int64_t sliding_window = 0;  // 0: none; else query i sees keys j with i - W < j <= i
+};
+
+// One expert's weights as stored (f32/f16/bf16 for now): gate [I, H], up [I, H], down [H, I].
+struct ExpertWeights {
+  format::TensorView gate, up, down;
+};
+
+// The routing of T tokens, on the host: experts and weights [T, k]. `unique` lists the experts
+// that occur (ascending), `weights_of` their weights, parallel to `unique`.
+struct MoeRouting {
+  std::int64_t n_tokens = 0;
+  int k = 0;
+  std::span<const std::int32_t> experts;  // [T, k]
+  std::span<const float> weights;         // [T, k]
+  std::span<const std::int32_t> unique;   // ascending
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // --- memory
+  // Keeps a weight for the model's lifetime (converted to what the backend computes with).
+  virtual Tensor resident(const format::TensorView& weight) = 0;
+  virtual Tensor empty(Shape shape) = 0;  // float32, contents unspecified
+  virtual void upload(std::span<const float> src, Tensor& dst) = 0;
+  virtual void download(const Tensor& src, std::span<float> dst) = 0;  // waits for pending work
+
+  // --- ops (x, y: activations; w: resident weights)
+  // out[t] = table[ids[t]]; table [V, H], out [T, H]
+  virtual void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) = 0;
+  // out[r] = x[r] / rms(x[r]) * w; x, out [R, C], w [C]
+  virtual void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) = 0;
+  // y = x w^T; x [T, K], w [N, K], y [T, N]
+  virtual void matmul(const Tensor& x, const Tensor& w, Tensor& y) = 0;
+  // Rotates x [T, heads, D] in place at the given positions [T].
+  virtual void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) = 0;
+  // dst rows [first_row, first_row + T) = src; src [T, C], dst [capacity, C]
+  virtual void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) = 0;
+  // Causal attention with grouped KV heads (head h uses KV head h / (nh / nkv)).
+  // q [T, nh, D], k_cache [capacity, nkv, D], v_cache [capacity, nkv, Dv], out [T, nh, Dv]
+  virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                         const AttentionOptions& options, Tensor& out) = 0;
+  // out = silu(gate) * up; all [T, I]
+  virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // out = a + b; same shapes (out may alias a or b)
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // out = sigmoid(gate) * x with gate [T, G] broadcast over groups of C / G columns of x [T, C]
+  virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
+  // out[t] = sum over slots s of weights[t, s] * SwiGLU_{experts[t, s]}(x[t]), accumulated in
+  // ascending expert order. x, out [T, H]; `experts` parallel to routing.unique.
+  virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
+                           std::span<const ExpertWeights> experts, Tensor& out) = 0;
+};
+
+struct BackendOptions {
+  std::string name = "cpu";
+  int threads = 0;  // 0: all cores
+};
+
+// Creates a backend by name; throws Unsupported naming the available ones.
+std::unique_ptr<Backend> create_backend(const BackendOptions& options);
+
+}  // namespace moeflux::backend
