@@ -2,7 +2,7 @@
 add_library(moeflux_warnings INTERFACE)
 target_compile_options(moeflux_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-  -Wunused -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion -Wformat=2
+  -Wunused -Woverloaded-virtual -Wdouble-promotion -Wformat=2
   -Wimplicit-fallthrough)
 if(MOEFLUX_WERROR)
   target_compile_options(moeflux_warnings INTERFACE -Werror)

@@ -1,0 +1,12 @@
+// The pieces of the moeflux._core module, one file each; module.cpp calls them in order.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace moeflux::bindings {
+
+void init_errors(pybind11::module_& m);
+void init_model(pybind11::module_& m);
+void init_convert(pybind11::module_& m);
+
+}  // namespace moeflux::bindings

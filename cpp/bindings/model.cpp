@@ -1,0 +1,151 @@
+// moeflux._core.Model: an engine plus one session. Every call into the engine releases the GIL;
+// arrays handed back own their memory.
+#include <optional>
+#include <string>
+
+#include <pybind11/stl.h>
+
+#include "arrays.h"
+#include "bindings.h"
+#include "moeflux/engine/session.h"
+#include "moeflux/util/error.h"
+
+namespace py = pybind11;
+
+namespace moeflux::bindings {
+namespace {
+
+using engine::Engine;
+using engine::Session;
+
+class PyModel {
+ public:
+  PyModel(const std::string& path, const std::string& backend, int threads, bool record_router_logits,
+          std::optional<int> experts_per_token) {
+    py::gil_scoped_release release;
+    auto e = std::make_shared<Engine>(path, engine::EngineOptions{backend, threads, experts_per_token});
+    session_ = std::make_unique<Session>(std::move(e), engine::SessionOptions{record_router_logits});
+  }
+
+  py::array_t<float> forward(const py::handle& tokens, const std::string& logits) {
+    const auto ids = token_ids(tokens);
+    arch::LogitsMode mode = arch::LogitsMode::all;
+    if (logits == "last") mode = arch::LogitsMode::last;
+    else if (logits != "all") throw py::value_error("logits must be 'all' or 'last', not '" + logits + "'");
+    std::vector<float> out;
+    {
+      py::gil_scoped_release release;
+      out = session_->forward(ids, mode);
+    }
+    const auto vocab = static_cast<py::ssize_t>(info().vocab_size);
+    const auto rows = static_cast<py::ssize_t>(out.size()) / vocab;
+    return to_numpy(std::move(out), {rows, vocab});
+  }
+
+  void reset() {
+    py::gil_scoped_release release;
+    session_->reset();
+  }
+
+  const arch::ModelInfo& info() const { return session_->engine().info(); }
+  Session& session() { return *session_; }
+
+  py::array_t<std::int32_t> experts() const { return routing_array(session_->routing().experts, k()); }
+  py::array_t<float> weights() const { return routing_array(session_->routing().weights, k()); }
+  py::object router_logits() const {
+    if (!session_->options().record_router_logits) return py::none();
+    return routing_array(session_->routing().router_logits, info().n_experts);
+  }
+
+ private:
+  py::ssize_t k() const { return info().experts_per_token; }
+  template <typename T>
+  py::array_t<T> routing_array(const std::vector<T>& data, py::ssize_t last) const {
+    const auto n_moe = static_cast<py::ssize_t>(info().moe_layers.size());
+    const auto tokens = static_cast<py::ssize_t>(session_->routing().n_tokens);
+    return to_numpy(std::vector<T>(data), {tokens, n_moe, last});
+  }
+  std::unique_ptr<Session> session_;
+};
+
+class PyGeneration {
+ public:
+  PyGeneration(PyModel& model, std::vector<std::int32_t> prompt, const engine::GenerateOptions& options)
+      : generation_(model.session(), std::move(prompt), options) {}
+  std::int32_t next() {
+    std::optional<std::int32_t> token;
+    {
+      py::gil_scoped_release release;
+      token = generation_.next();
+    }
+    if (!token) throw py::stop_iteration();
+    return *token;
+  }
+
+ private:
+  engine::Generation generation_;
+};
+
+py::dict info_dict(const PyModel& model) {
+  const arch::ModelInfo& i = model.info();
+  py::dict d;
+  d["model_type"] = i.model_type;
+  d["n_layers"] = i.n_layers;
+  d["hidden_size"] = i.hidden_size;
+  d["vocab_size"] = i.vocab_size;
+  d["n_experts"] = i.n_experts;
+  d["experts_per_token"] = i.experts_per_token;
+  d["moe_layers"] = i.moe_layers;
+  d["max_position"] = i.max_position;
+  return d;
+}
+
+}  // namespace
+
+void init_model(py::module_& m) {
+  py::class_<PyModel>(m, "Model")
+      .def(py::init<const std::string&, const std::string&, int, bool, std::optional<int>>(), py::arg("path"),
+           py::kw_only(), py::arg("backend") = "cpu", py::arg("threads") = 0,
+           py::arg("record_router_logits") = false, py::arg("experts_per_token") = py::none())
+      .def("forward", &PyModel::forward, py::arg("tokens"), py::kw_only(), py::arg("logits") = "all",
+           "Runs token ids after the session's tokens; float32 logits [n, vocab] (n = len(tokens), or 1 for 'last').")
+      .def("reset", &PyModel::reset, "Forgets every token and the routing trace.")
+      .def_property_readonly("info", &info_dict)
+      .def_property_readonly("n_past", [](PyModel& self) { return self.session().n_past(); })
+      .def_property_readonly("tokens", [](PyModel& self) {
+        auto t = self.session().tokens();
+        const auto n = static_cast<py::ssize_t>(t.size());
+        return to_numpy(std::move(t), {n});
+      })
+      .def_property_readonly("experts", &PyModel::experts, "int32 [tokens, moe_layers, k] expert ids")
+      .def_property_readonly("weights", &PyModel::weights, "float32 [tokens, moe_layers, k] routing weights")
+      .def_property_readonly("router_logits", &PyModel::router_logits,
+                             "float32 [tokens, moe_layers, n_experts] raw router logits, or None")
+      .def("stats", [](PyModel& self) {
+        const auto s = self.session().engine().store().stats();
+        py::dict d;
+        d["expert_fetches"] = s.fetches;
+        d["expert_bytes_read"] = s.bytes_read;
+        return d;
+      })
+      .def("reset_stats", [](PyModel& self) { self.session().engine().store().reset_stats(); })
+      .def("generate",
+           [](PyModel& self, const py::handle& prompt, int max_new_tokens, float temperature, int top_k, float top_p,
+              std::uint64_t seed, std::vector<std::int32_t> stop_tokens) {
+             engine::GenerateOptions options;
+             options.max_new_tokens = max_new_tokens;
+             options.sampler = {temperature, top_k, top_p, seed};
+             options.stop_tokens = std::move(stop_tokens);
+             return std::make_unique<PyGeneration>(self, token_ids(prompt), options);
+           },
+           py::arg("prompt"), py::kw_only(), py::arg("max_new_tokens") = 32, py::arg("temperature") = 0.0f,
+           py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("seed") = 0,
+           py::arg("stop_tokens") = std::vector<std::int32_t>{}, py::keep_alive<0, 1>(),
+           "A token iterator: prefills `prompt`, then yields up to max_new_tokens sampled ids.");
+
+  py::class_<PyGeneration>(m, "Generation")
+      .def("__iter__", [](PyGeneration& self) -> PyGeneration& { return self; })
+      .def("__next__", &PyGeneration::next);
+}
+
+}  // namespace moeflux::bindings

@@ -1,0 +1,78 @@
+#include "moeflux/arch/blocks/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "moeflux/util/error.h"
+
+namespace moeflux::arch {
+
+using backend::Tensor;
+
+backend::RopeOptions default_rope(double theta, int rotary_dim) {
+  backend::RopeOptions rope;
+  rope.rotary_dim = rotary_dim;
+  // transformers: 1 / theta ** (arange(0, d, 2, int64).float() / d), all in float32.
+  const float base = static_cast<float>(theta);
+  for (int i = 0; i < rotary_dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
+    rope.inv_freq.push_back(1.0f / std::pow(base, exponent));
+  }
+  return rope;
+}
+
+void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, KvCache& cache,
+                      std::int64_t rows, std::int64_t kept) {
+  if (rows <= cache.capacity) return;
+  const std::int64_t capacity = std::max<std::int64_t>({rows, 2 * cache.capacity, 256});
+  const std::int64_t row = static_cast<std::int64_t>(config.n_kv_heads) * config.head_dim;
+  Tensor k = backend.empty({capacity, row});
+  Tensor v = backend.empty({capacity, row});
+  if (kept > 0) {
+    backend.write_rows(cache.k.rows(0, kept), k, 0);
+    backend.write_rows(cache.v.rows(0, kept), v, 0);
+  }
+  cache.k = std::move(k);
+  cache.v = std::move(v);
+  cache.capacity = capacity;
+}
+
+void attention_block(backend::Backend& backend, const AttentionConfig& config,
+                     const AttentionWeights& weights, KvCache& cache, const Tensor& x,
+                     std::span<const std::int32_t> positions, std::int64_t n_past, Tensor& out) {
+  const std::int64_t T = x.dim(0);
+  const std::int64_t nh = config.n_heads, nkv = config.n_kv_heads, D = config.head_dim;
+  Tensor q = backend.empty({T, nh * D});
+  Tensor k = backend.empty({T, nkv * D});
+  Tensor v = backend.empty({T, nkv * D});
+  backend.matmul(x, weights.q_proj, q);
+  backend.matmul(x, weights.k_proj, k);
+  backend.matmul(x, weights.v_proj, v);
+
+  Tensor q_heads = q.view({T * nh, D});
+  Tensor k_heads = k.view({T * nkv, D});
+  if (config.qk_norm) {
+    const backend::NormOptions norm{config.norm_eps, false};
+    backend.rms_norm(q_heads, weights.q_norm, norm, q_heads);
+    backend.rms_norm(k_heads, weights.k_norm, norm, k_heads);
+  }
+  Tensor q3 = q.view({T, nh, D});
+  Tensor k3 = k.view({T, nkv, D});
+  backend.rope(q3, positions, config.rope);
+  backend.rope(k3, positions, config.rope);
+
+  reserve_kv_cache(backend, config, cache, n_past + T, n_past);
+  backend.write_rows(k, cache.k, n_past);
+  backend.write_rows(v, cache.v, n_past);
+
+  Tensor attn = backend.empty({T, nh, D});
+  backend::AttentionOptions options;
+  options.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  options.n_past = n_past;
+  options.sliding_window = config.sliding_window;
+  backend.attention(q3, cache.k.view({cache.capacity, nkv, D}), cache.v.view({cache.capacity, nkv, D}),
+                    options, attn);
+  backend.matmul(attn.view({T, nh * D}), weights.o_proj, out);
+}
+
+}  // namespace moeflux::arch

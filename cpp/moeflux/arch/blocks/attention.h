@@ -1,0 +1,45 @@
+// Grouped-query self-attention with optional per-head q/k RMSNorm and RoPE, and its KV cache
+// (Qwen3-MoE; Qwen2-MoE without the norms). x, out [T, H].
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "moeflux/backend/backend.h"
+
+namespace moeflux::arch {
+
+struct AttentionConfig {
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float norm_eps = 1e-6f;
+  bool qk_norm = true;               // per-head RMSNorm of q and k over head_dim
+  backend::RopeOptions rope;
+  std::int64_t sliding_window = 0;   // 0: full causal attention
+};
+
+struct AttentionWeights {
+  backend::Tensor q_proj, k_proj, v_proj, o_proj;  // [nh*D, H], [nkv*D, H], [nkv*D, H], [H, nh*D]
+  backend::Tensor q_norm, k_norm;                  // [D] each, when qk_norm
+};
+
+// Keys and values of every position seen, [capacity, nkv, D]; grows by doubling.
+struct KvCache {
+  backend::Tensor k, v;
+  std::int64_t capacity = 0;
+};
+
+// Grows `cache` to hold at least `rows` positions, keeping the first `kept` rows.
+void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, KvCache& cache,
+                      std::int64_t rows, std::int64_t kept);
+
+// Runs attention for T tokens at positions n_past.. and appends their keys and values to `cache`.
+void attention_block(backend::Backend& backend, const AttentionConfig& config,
+                     const AttentionWeights& weights, KvCache& cache, const backend::Tensor& x,
+                     std::span<const std::int32_t> positions, std::int64_t n_past, backend::Tensor& out);
+
+// inv_freq[i] = theta^(-2i / rotary_dim), computed as transformers does (float32 of a double power).
+backend::RopeOptions default_rope(double theta, int rotary_dim);
+
+}  // namespace moeflux::arch

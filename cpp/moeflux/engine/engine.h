@@ -1,0 +1,42 @@
+// The engine: an opened packed model with its backend, expert store and forward pass. Sessions
+// (engine/session.h) hold the per-conversation state on top of it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "moeflux/arch/model.h"
+#include "moeflux/backend/backend.h"
+#include "moeflux/experts/expert_store.h"
+#include "moeflux/format/packed_model.h"
+
+namespace moeflux::engine {
+
+struct EngineOptions {
+  std::string backend = "cpu";
+  int threads = 0;                       // 0: all cores
+  std::optional<int> experts_per_token;  // override the model's top-k (experiments)
+};
+
+class Engine {
+ public:
+  // Opens the packed model at `path`: checks every file against the architecture's layout,
+  // loads the dense weights onto the backend. Throws a moeflux::Error subclass naming the problem.
+  Engine(const std::string& path, const EngineOptions& options);
+
+  const arch::ModelInfo& info() const { return model_->info(); }
+  arch::Model& model() { return *model_; }
+  const format::PackedModel& packed() const { return *packed_; }
+  experts::ExpertStore& store() { return *store_; }
+  const std::string& backend_name() const { return backend_name_; }
+
+ private:
+  std::shared_ptr<const format::PackedModel> packed_;
+  std::unique_ptr<backend::Backend> backend_;
+  std::unique_ptr<experts::ExpertStore> store_;
+  std::unique_ptr<arch::Model> model_;
+  std::string backend_name_;
+};
+
+}  // namespace moeflux::engine

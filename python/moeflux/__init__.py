@@ -1,0 +1,46 @@
+"""moeflux: run mixture-of-experts language models larger than memory.
+
+Open a packed model with ``moeflux.Model``, convert a Hugging Face checkpoint with
+``moeflux.convert``; logits and routing come back as NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from .convert import convert
+from .errors import (
+    BudgetError,
+    ConfigError,
+    DeviceError,
+    Error,
+    FormatError,
+    InternalError,
+    IoError,
+    ShapeError,
+    Unsupported,
+)
+from .model import Model, Routing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model",
+    "Routing",
+    "convert",
+    "supported_model_types",
+    "Error",
+    "ConfigError",
+    "ShapeError",
+    "BudgetError",
+    "FormatError",
+    "IoError",
+    "DeviceError",
+    "Unsupported",
+    "InternalError",
+]
+
+
+def supported_model_types() -> list[str]:
+    """The config.json ``model_type`` values moeflux runs."""
+    from . import _core
+
+    return list(_core.supported_model_types())
