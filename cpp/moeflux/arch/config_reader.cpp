@@ -12,6 +12,12 @@ bool ConfigReader::has(const std::string& key) const {
   return it != config_.end() && !it->is_null();
 }
 
+std::string ConfigReader::key_of(std::initializer_list<const char*> keys) const {
+  for (const char* key : keys)
+    if (has(key)) return key;
+  return *keys.begin();
+}
+
 int ConfigReader::positive(const std::string& key) const {
   const int value = get<int>(key);
   MF_CHECK(value > 0, ConfigError, "[read_config] \"", key, "\" in ", source_, " must be positive, not ", value);

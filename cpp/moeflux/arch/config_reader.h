@@ -2,6 +2,7 @@
 // and the file; defaults exist only where transformers defines them (callers pass them explicitly).
 #pragma once
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@ class ConfigReader {
   T get_or(const std::string& key, T fallback) const {
     return has(key) ? get<T>(key) : fallback;
   }
+  // The first of `keys` present (transformers writes aliases, e.g. num_local_experts for
+  // num_experts); the first key when none is, so that the error names the canonical one.
+  std::string key_of(std::initializer_list<const char*> keys) const;
+
   // rope_theta: top-level or under rope_parameters / rope_scaling (both appear in real configs).
   double rope_theta(double fallback) const;
   const nlohmann::json& json() const { return config_; }

@@ -47,7 +47,7 @@ HParams read_hparams(const nlohmann::json& json) {
   p.max_position = c.get_or<std::int64_t>("max_position_embeddings", 32768);
   p.tied = c.get_or<bool>("tie_word_embeddings", false);
   p.norm_topk_prob = c.get_or<bool>("norm_topk_prob", false);
-  p.n_experts = c.positive("num_experts");
+  p.n_experts = c.positive(c.key_of({"num_experts", "num_local_experts"}));
   p.k = c.positive("num_experts_per_tok");
   MF_CHECK(p.k <= p.n_experts, ConfigError, "[read_config] num_experts_per_tok (", p.k,
            ") exceeds num_experts (", p.n_experts, ")");
