@@ -23,15 +23,21 @@ def convert(
     dtype: "f32", "f16" or "bf16" to store every tensor in that type; None keeps the source types.
     Returns {"bytes_written": int, "ignored": [source tensors no part of the model uses]}.
     """
-    bar = tqdm(total=0, unit="B", unit_scale=True, desc="convert", disable=not progress)
+    bar: tqdm | None = None  # made on the first report, so a bad input prints only its error
 
     def report(done: int, total: int, current: str) -> None:
-        if bar.total != total:
-            bar.total = total
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="convert")
         bar.set_postfix_str(current[-40:], refresh=False)
         bar.update(done - bar.n)
 
     try:
-        return dict(_core.convert(os.fspath(src), os.fspath(dst), dtype=dtype, overwrite=overwrite, progress=report))
+        return dict(
+            _core.convert(
+                os.fspath(src), os.fspath(dst), dtype=dtype, overwrite=overwrite, progress=report if progress else None
+            )
+        )
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
