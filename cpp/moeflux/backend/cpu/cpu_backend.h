@@ -1,0 +1,89 @@
+// The CPU backend: tensors live in 64-byte aligned float32 host memory; matrix products go to
+// OpenBLAS, everything else to the plain loops of kernels.h. A backend object reuses its scratch
+// buffers, so it is used from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "moeflux/backend/backend.h"
+
+namespace moeflux::backend::cpu {
+
+// A 64-byte aligned float32 buffer; contents start uninitialised.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::int64_t size);
+
+  float* data() const { return data_.get(); }
+  std::int64_t size() const { return size_; }
+  // Grows to hold at least `size` elements (contents are then lost) and returns data().
+  float* reserve(std::int64_t size);
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data_;
+  std::int64_t size_ = 0;
+};
+
+// The memory behind a CPU tensor: an owned aligned buffer, or a pointer borrowed from the caller,
+// who keeps it alive for as long as any tensor refers to it.
+class CpuStorage final : public Storage {
+ public:
+  explicit CpuStorage(std::int64_t size);
+  CpuStorage(float* borrowed, std::int64_t size);
+
+  float* data() const { return data_; }
+  std::int64_t size() const { return size_; }  // in float32 elements
+
+ private:
+  AlignedBuffer owned_;
+  float* data_ = nullptr;
+  std::int64_t size_ = 0;
+};
+
+// A float32 tensor over caller-owned memory of element_count(shape) floats, without a copy.
+Tensor borrow_tensor(float* data, Shape shape);
+
+// Buffers moe_experts reuses across calls: gathered rows, projections, converted weights.
+struct MoeScratch {
+  AlignedBuffer x, gate, up, y;
+  AlignedBuffer gate_w, up_w, down_w;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options);
+
+  std::string name() const override { return "cpu"; }
+  int threads() const { return threads_; }  // worker threads for the ops that split work
+
+  Tensor resident(const format::TensorView& weight) override;
+  Tensor empty(Shape shape) override;
+  void upload(std::span<const float> src, Tensor& dst) override;
+  void download(const Tensor& src, std::span<float> dst) override;
+
+  void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
+  void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
+  void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
+  void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionOptions& options, Tensor& out) override;
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
+  void moe_experts(const Tensor& x, const MoeRouting& routing,
+                   std::span<const ExpertWeights> experts, Tensor& out) override;
+
+ private:
+  int threads_ = 1;
+  MoeScratch moe_scratch_;
+};
+
+}  // namespace moeflux::backend::cpu

@@ -1,0 +1,41 @@
+// rms_norm over the last axis, as transformers' Qwen3MoeRMSNorm / Qwen3NextRMSNorm compute it in
+// float32: variance = sum(x^2) / C, r = 1 / sqrt(variance + eps), y = (x * r) * w or * (1 + w).
+#include <cmath>
+
+#include "moeflux/backend/cpu/cpu_backend.h"
+#include "moeflux/backend/cpu/kernels.h"
+#include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/util/error.h"
+
+namespace moeflux::backend::cpu {
+
+void rms_norm(const float* x, const float* w, std::int64_t rows, std::int64_t cols,
+              const NormOptions& options, float* out) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    float* yr = out + r * cols;
+    const float variance = dot(xr, xr, cols) / static_cast<float>(cols);
+    const float inv_rms = 1.0f / std::sqrt(variance + options.eps);
+    if (options.zero_centered) {
+      for (std::int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] * inv_rms) * (1.0f + w[c]);
+    } else {
+      for (std::int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] * inv_rms) * w[c];
+    }
+  }
+}
+
+void CpuBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
+  check_rank(w, 1, "rms_norm", "w");
+  const std::int64_t C = w.dim(0);
+  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[rms_norm] x ",
+           format::shape_string(x.shape()), " must end in the weight's length ", C);
+  MF_CHECK(out.numel() == x.numel() && out.rank() >= 1 && out.dim(-1) == C, ShapeError,
+           "[rms_norm] out ", format::shape_string(out.shape()), " must match x ",
+           format::shape_string(x.shape()));
+  check_disjoint_or_same(x, out, "rms_norm", "x");
+  check_disjoint(w, out, "rms_norm", "w");
+  cpu::rms_norm(data_of(x, "rms_norm", "x"), data_of(w, "rms_norm", "w"), x.numel() / C, C, options,
+                data_of(out, "rms_norm", "out"));
+}
+
+}  // namespace moeflux::backend::cpu

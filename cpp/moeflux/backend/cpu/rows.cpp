@@ -1,0 +1,56 @@
+// Row copies: embedding (gather rows of a table by token id) and write_rows (append K/V rows to a
+// cache). Pure copies, so they are exact.
+#include <algorithm>
+#include <cstring>
+
+#include "moeflux/backend/cpu/cpu_backend.h"
+#include "moeflux/backend/cpu/kernels.h"
+#include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/util/error.h"
+
+namespace moeflux::backend::cpu {
+
+void embedding(const float* table, std::int64_t cols, std::span<const std::int32_t> ids, float* out) {
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    std::copy_n(table + ids[t] * cols, cols, out + static_cast<std::int64_t>(t) * cols);
+  }
+}
+
+void CpuBackend::embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) {
+  check_rank(table, 2, "embedding", "table");
+  check_rank(out, 2, "embedding", "out");
+  const std::int64_t V = table.dim(0);
+  const std::int64_t H = table.dim(1);
+  MF_CHECK(out.dim(0) == static_cast<std::int64_t>(ids.size()) && out.dim(1) == H, ShapeError,
+           "[embedding] out has shape ", format::shape_string(out.shape()), " but ", ids.size(),
+           " ids into a table of shape ", format::shape_string(table.shape()), " give [",
+           ids.size(), ", ", H, "]");
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    MF_CHECK(ids[t] >= 0 && ids[t] < V, ShapeError, "[embedding] token id ", ids[t], " at position ",
+             t, " is outside the vocabulary [0, ", V, "); check the tokenizer against the model");
+  }
+  check_disjoint(table, out, "embedding", "the table");
+  cpu::embedding(data_of(table, "embedding", "table"), H, ids, data_of(out, "embedding", "out"));
+}
+
+void CpuBackend::write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) {
+  MF_CHECK(src.rank() >= 1 && dst.rank() >= 1, ShapeError, "[write_rows] src ",
+           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()),
+           " need a row axis");
+  const std::int64_t T = src.dim(0);
+  const std::int64_t capacity = dst.dim(0);
+  const std::int64_t row = T == 0 ? 0 : src.numel() / T;
+  const std::int64_t dst_row = capacity == 0 ? 0 : dst.numel() / capacity;
+  MF_CHECK(T == 0 || row == dst_row, ShapeError, "[write_rows] rows of src ",
+           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()),
+           " hold different numbers of elements");
+  MF_CHECK(first_row >= 0 && first_row + T <= capacity, ShapeError, "[write_rows] rows [",
+           first_row, ", ", first_row + T, ") do not fit in dst ", format::shape_string(dst.shape()),
+           "; grow the cache or start a new sequence");
+  const float* s = data_of(src, "write_rows", "src");
+  float* d = data_of(dst, "write_rows", "dst");
+  // memmove: src may be a view of the same cache.
+  if (T > 0) std::memmove(d + first_row * row, s, static_cast<std::size_t>(T * row) * sizeof(float));
+}
+
+}  // namespace moeflux::backend::cpu
