@@ -31,7 +31,9 @@ class SafetensorsCheckpoint {
     Shape shape;
     std::size_t begin = 0;  // absolute byte offset in the file
     std::size_t nbytes = 0;
+    std::string source_dtype;  // as in the file ("BF16", "I64"); get() refuses all but F32/F16/BF16
   };
+  void add_file(const std::string& path);  // maps one shard and indexes its tensors
   std::string dir_;
   std::vector<std::shared_ptr<util::MappedFile>> files_;
   std::map<std::string, Entry> entries_;
