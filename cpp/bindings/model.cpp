@@ -124,7 +124,7 @@ void init_model(py::module_& m) {
       .def("stats", [](PyModel& self) {
         const auto s = self.session().engine().store().stats();
         py::dict d;
-        d["expert_fetches"] = s.fetches;
+        d["expert_fetches"] = s.hits + s.misses;
         d["expert_bytes_read"] = s.bytes_read;
         return d;
       })

@@ -31,7 +31,7 @@ struct AttentionOptions {
   std::int64_t sliding_window = 0;  // 0: none; else query i sees keys j with i - W < j <= i
 };
 
-// One expert's weights as stored (f32/f16/bf16 for now): gate [I, H], up [I, H], down [H, I].
+// One expert's weights as stored (f32/f16/bf16 or quantized): gate [I, H], up [I, H], down [H, I].
 struct ExpertWeights {
   format::TensorView gate, up, down;
 };
@@ -52,7 +52,8 @@ class Backend {
   virtual std::string name() const = 0;
 
   // --- memory
-  // Keeps a weight for the model's lifetime (converted to what the backend computes with).
+  // Keeps a weight for the model's lifetime: f32/f16/bf16 or quantized, in the stored format (the
+  // CPU backend borrows the mapped bytes, which must outlive the backend).
   virtual Tensor resident(const format::TensorView& weight) = 0;
   virtual Tensor empty(Shape shape) = 0;  // float32, contents unspecified
   virtual void upload(std::span<const float> src, Tensor& dst) = 0;
@@ -63,7 +64,7 @@ class Backend {
   virtual void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) = 0;
   // out[r] = x[r] / rms(x[r]) * w; x, out [R, C], w [C]
   virtual void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) = 0;
-  // y = x w^T; x [T, K], w [N, K], y [T, N]
+  // y = x w^T; x [T, K], w [N, K] (any stored dtype, quantized included), y [T, N]
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& y) = 0;
   // Rotates x [T, heads, D] in place at the given positions [T].
   virtual void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) = 0;
@@ -79,10 +80,12 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // out = sigmoid(gate) * x with gate [T, G] broadcast over groups of C / G columns of x [T, C]
   virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
-  // out[t] = sum over slots s of weights[t, s] * SwiGLU_{experts[t, s]}(x[t]), accumulated in
-  // ascending expert order. x, out [T, H]; `experts` parallel to routing.unique.
+  // out[t] (+)= sum over slots s of weights[t, s] * SwiGLU_{experts[t, s]}(x[t]) for the slots whose
+  // expert is in routing.unique, accumulated in ascending expert order. x, out [T, H]; `experts`
+  // parallel to routing.unique. With accumulate = false, out is zeroed first; a caller that splits
+  // the unique experts into ascending batches passes true after the first, and gets the same bits.
   virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
-                           std::span<const ExpertWeights> experts, Tensor& out) = 0;
+                           std::span<const ExpertWeights> experts, Tensor& out, bool accumulate = false) = 0;
 };
 
 struct BackendOptions {

@@ -12,12 +12,14 @@ std::int64_t Tensor::dim(int axis) const {
 }
 
 Tensor Tensor::view(Shape shape) const {
+  MF_ASSERT(!quantized(), "view of a quantized tensor");
   MF_CHECK(format::element_count(shape) == numel(), ShapeError, "[view] cannot view ",
            format::shape_string(shape_), " as ", format::shape_string(shape));
   return Tensor(storage_, dtype_, std::move(shape), offset_);
 }
 
 Tensor Tensor::rows(std::int64_t begin, std::int64_t count) const {
+  MF_ASSERT(!quantized(), "rows of a quantized tensor");
   MF_ASSERT(rank() >= 1 && begin >= 0 && count >= 0 && begin + count <= shape_[0], "rows ", begin,
             "+", count, " of ", format::shape_string(shape_));
   Shape shape = shape_;

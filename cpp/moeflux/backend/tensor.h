@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "moeflux/format/quant.h"
 #include "moeflux/format/tensor_view.h"
 
 namespace moeflux::backend {
@@ -23,12 +24,17 @@ class Tensor {
   Tensor() = default;
   Tensor(std::shared_ptr<Storage> storage, Dtype dtype, Shape shape, std::int64_t offset = 0)
       : storage_(std::move(storage)), dtype_(dtype), shape_(std::move(shape)), offset_(offset) {}
+  // A quantized weight [rows, cols] (format/quant.h); views of it are not allowed.
+  Tensor(std::shared_ptr<Storage> storage, Dtype dtype, Shape shape, format::QuantParams quant)
+      : storage_(std::move(storage)), dtype_(dtype), shape_(std::move(shape)), quant_(quant) {}
 
   const Shape& shape() const { return shape_; }
   std::int64_t dim(int axis) const;  // negative axes count from the end
   int rank() const { return static_cast<int>(shape_.size()); }
   std::int64_t numel() const { return format::element_count(shape_); }
   Dtype dtype() const { return dtype_; }
+  bool quantized() const { return format::is_quantized(dtype_); }
+  const format::QuantParams& quant() const { return quant_; }  // meaningful when quantized()
   bool defined() const { return storage_ != nullptr; }
 
   Storage* storage() const { return storage_.get(); }
@@ -44,6 +50,7 @@ class Tensor {
   Dtype dtype_ = Dtype::f32;
   Shape shape_;
   std::int64_t offset_ = 0;
+  format::QuantParams quant_{};
 };
 
 }  // namespace moeflux::backend

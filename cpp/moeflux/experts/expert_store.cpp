@@ -1,40 +1,54 @@
+// Placeholder implementation (mapped files, no budget) until the io_uring store lands.
 #include "moeflux/experts/expert_store.h"
 
 #include "moeflux/util/error.h"
+#include "moeflux/util/mapped_file.h"
 
 namespace moeflux::experts {
 
-ExpertStore::ExpertStore(std::shared_ptr<const format::PackedModel> model) : model_(std::move(model)) {
-  for (const auto& entry : model_->manifest().expert_layers) {
-    if (static_cast<std::size_t>(entry.layer) >= layers_.size()) layers_.resize(entry.layer + 1);
-    Layer& layer = layers_[static_cast<std::size_t>(entry.layer)];
+struct ExpertStore::Impl {
+  struct Layer {
+    const format::ExpertLayerEntry* entry = nullptr;
+    util::MappedFile file;
+  };
+  std::shared_ptr<const format::PackedModel> model;
+  std::vector<Layer> layers;
+  StoreStats stats;
+};
+
+ExpertStore::ExpertStore(std::shared_ptr<const format::PackedModel> model, const StoreOptions&)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->model = std::move(model);
+  for (const auto& entry : impl_->model->manifest().expert_layers) {
+    if (static_cast<std::size_t>(entry.layer) >= impl_->layers.size()) impl_->layers.resize(entry.layer + 1);
+    auto& layer = impl_->layers[static_cast<std::size_t>(entry.layer)];
     layer.entry = &entry;
-    layer.file = util::MappedFile(model_->expert_file_path(entry));
-    MF_CHECK(layer.file.size() == entry.file_size(), FormatError, "[open_expert_store] ",
-             layer.file.path(), " holds ", layer.file.size(), " bytes but the manifest says ",
-             entry.file_size(), "; the file is truncated or foreign: re-convert the model");
+    layer.file = util::MappedFile(impl_->model->expert_file_path(entry));
   }
 }
 
+ExpertStore::~ExpertStore() = default;
+
+int ExpertStore::capacity(int layer) const { return impl_->layers.at(static_cast<std::size_t>(layer)).entry->n_experts; }
+
+std::uint64_t ExpertStore::min_cache_bytes(const format::PackedModel&, int) { return 0; }
+
 std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int32_t> experts) {
-  MF_ASSERT(layer >= 0 && static_cast<std::size_t>(layer) < layers_.size() &&
-                layers_[static_cast<std::size_t>(layer)].entry != nullptr,
-            "layer ", layer, " has no experts");
-  const Layer& l = layers_[static_cast<std::size_t>(layer)];
+  const auto& l = impl_->layers.at(static_cast<std::size_t>(layer));
   std::vector<ExpertRecord> records;
-  records.reserve(experts.size());
   for (std::int32_t e : experts) {
-    MF_CHECK(e >= 0 && e < l.entry->n_experts, ShapeError, "[fetch_experts] expert ", e,
-             " of layer ", layer, " is out of range (the layer has ", l.entry->n_experts, ")");
     const std::byte* record = l.file.data() + static_cast<std::uint64_t>(e) * l.entry->stride;
     ExpertRecord out{e, {}};
-    for (const auto& block : l.entry->blocks)
-      out.blocks.push_back({block.name, block.dtype, block.shape, record + block.offset, block.nbytes});
+    for (const auto& b : l.entry->blocks)
+      out.blocks.push_back({b.name, b.dtype, b.shape, record + b.offset, b.nbytes, b.group_size, b.scale_dtype});
     records.push_back(std::move(out));
-    stats_.fetches += 1;
-    stats_.bytes_read += l.entry->record_bytes();
+    impl_->stats.misses += 1;
+    impl_->stats.bytes_read += l.entry->stride;
   }
   return records;
 }
+
+StoreStats ExpertStore::stats() const { return impl_->stats; }
+void ExpertStore::reset_stats() { impl_->stats = {}; }
 
 }  // namespace moeflux::experts

@@ -1,11 +1,14 @@
-// The expert store: makes a layer's routed experts readable for the backend. This version maps the
-// per-layer expert files; the io_uring reader, slot caches and budgets replace its insides later
-// without changing the interface.
+// The expert store: makes a layer's routed experts readable for the backend. Records are read
+// from the per-layer expert files with io_uring and O_DIRECT (or buffered pread) into a host slot
+// cache bounded by a byte budget, with LRU eviction per layer. Where the bytes come from never
+// changes what is computed.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "moeflux/format/packed_model.h"
@@ -13,37 +16,62 @@
 
 namespace moeflux::experts {
 
-// One expert's blocks (gate_proj, up_proj, down_proj in record order), viewing the store's memory.
+// One expert's blocks (gate_proj, up_proj, down_proj in record order), viewing a cache slot.
 struct ExpertRecord {
   std::int32_t expert = 0;
   std::vector<format::TensorView> blocks;
 };
 
+enum class IoMode { direct, buffered };
+
+struct StoreOptions {
+  // Bytes of host memory for expert slots. 0: room for every expert of the model.
+  std::uint64_t cache_bytes = 0;
+  IoMode io = IoMode::direct;  // direct falls back to buffered by itself where O_DIRECT is refused
+  int experts_per_token = 1;   // k: the budget must hold one layer's k experts
+  unsigned queue_depth = 64;   // io_uring requests in flight at most
+  // Test hook: called before each read; a non-zero errno fails that read as the OS would.
+  std::function<int(int layer, int expert)> fault_injector;
+};
+
 struct StoreStats {
-  std::uint64_t fetches = 0;       // expert records handed out
-  std::uint64_t bytes_read = 0;    // record bytes made resident
+  std::uint64_t hits = 0;          // records found in the cache
+  std::uint64_t misses = 0;        // records read from disk
+  std::uint64_t bytes_read = 0;    // bytes read from disk
+  std::uint64_t evictions = 0;
+  double read_wait_seconds = 0.0;  // time fetch() waited for reads to complete
+  std::uint64_t slots = 0;         // slots in the cache (all pools)
+  std::uint64_t slot_bytes = 0;    // bytes of one slot (the largest record stride)
+  std::uint64_t cache_bytes = 0;   // bytes reserved for slots
+  std::string io;                  // "direct" or "buffered" (after any fallback)
 };
 
 class ExpertStore {
  public:
-  // Maps every expert file of the packed model; throws IoError / FormatError naming the file.
-  explicit ExpertStore(std::shared_ptr<const format::PackedModel> model);
+  // Throws BudgetError when options.cache_bytes cannot hold one layer's k experts (the message
+  // gives the smallest budget that can), IoError / FormatError for unreadable expert files.
+  ExpertStore(std::shared_ptr<const format::PackedModel> model, const StoreOptions& options);
+  ~ExpertStore();
+  ExpertStore(const ExpertStore&) = delete;
+  ExpertStore& operator=(const ExpertStore&) = delete;
 
-  // Records of `experts` (ascending, unique) of decoder layer `layer`. The views stay valid until
-  // the next fetch for the same layer. Throws ShapeError for an expert id out of range.
+  // The most experts of `layer` one fetch may hold at once (>= k).
+  int capacity(int layer) const;
+
+  // Records of `experts` (ascending, unique, at most capacity(layer)) of decoder layer `layer`:
+  // misses are all read at once. The views stay valid until the next fetch. On a read error, throws
+  // IoError naming the file, expert and errno; the cache stays consistent and usable.
   std::vector<ExpertRecord> fetch(int layer, std::span<const std::int32_t> experts);
 
-  StoreStats stats() const { return stats_; }
-  void reset_stats() { stats_ = {}; }
+  // Smallest cache_bytes a model can run with at top-k = k.
+  static std::uint64_t min_cache_bytes(const format::PackedModel& model, int k);
+
+  StoreStats stats() const;
+  void reset_stats();
 
  private:
-  struct Layer {
-    const format::ExpertLayerEntry* entry = nullptr;
-    util::MappedFile file;
-  };
-  std::shared_ptr<const format::PackedModel> model_;
-  std::vector<Layer> layers_;  // indexed by decoder layer; entry == nullptr for dense layers
-  StoreStats stats_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace moeflux::experts

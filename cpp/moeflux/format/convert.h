@@ -20,7 +20,13 @@ struct ConvertProgress {
 };
 
 struct ConvertOptions {
-  std::optional<Dtype> dtype;  // store every tensor as this; unset keeps each tensor's source dtype
+  std::optional<Dtype> dtype;  // store every float tensor as this; unset keeps each source dtype
+  // Affine quantization (format/quant.h): of every expert block, and of the quantizable dense
+  // tensors. Unset keeps them as they are (a quantized MLX source stays quantized, bit for bit).
+  std::optional<int> expert_bits;
+  std::optional<int> dense_bits;
+  int group_size = 64;
+  Dtype scale_dtype = Dtype::bf16;
   bool overwrite = false;      // replace an existing packed model at the destination
   std::function<void(const ConvertProgress&)> progress;  // called from the converting thread
 };

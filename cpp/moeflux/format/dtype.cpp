@@ -9,11 +9,38 @@
 
 namespace moeflux::format {
 
+bool is_quantized(Dtype dtype) { return quant_bits(dtype) != 0; }
+
+int quant_bits(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::q8: return 8;
+    case Dtype::q4: return 4;
+    case Dtype::q3: return 3;
+    case Dtype::q2: return 2;
+    default: return 0;
+  }
+}
+
+Dtype quantized_dtype(int bits) {
+  switch (bits) {
+    case 8: return Dtype::q8;
+    case 4: return Dtype::q4;
+    case 3: return Dtype::q3;
+    case 2: return Dtype::q2;
+    default: break;
+  }
+  throw ConfigError(util::concat("[quantize] ", bits, "-bit quantization is not supported; use 8, 4, 3 or 2 bits"));
+}
+
 std::size_t dtype_size(Dtype dtype) {
   switch (dtype) {
     case Dtype::f32: return 4;
     case Dtype::f16: return 2;
     case Dtype::bf16: return 2;
+    case Dtype::q8:
+    case Dtype::q4:
+    case Dtype::q3:
+    case Dtype::q2: break;
   }
   throw InternalError(util::concat("[dtype_size] unknown Dtype value ", static_cast<int>(dtype),
                                    " (this is a bug in moeflux; please report it)"));
@@ -24,6 +51,10 @@ std::string_view dtype_name(Dtype dtype) {
     case Dtype::f32: return "f32";
     case Dtype::f16: return "f16";
     case Dtype::bf16: return "bf16";
+    case Dtype::q8: return "q8";
+    case Dtype::q4: return "q4";
+    case Dtype::q3: return "q3";
+    case Dtype::q2: return "q2";
   }
   throw InternalError(util::concat("[dtype_name] unknown Dtype value ", static_cast<int>(dtype),
                                    " (this is a bug in moeflux; please report it)"));
@@ -33,8 +64,12 @@ Dtype parse_dtype(std::string_view name, std::string_view where) {
   if (name == "f32") return Dtype::f32;
   if (name == "f16") return Dtype::f16;
   if (name == "bf16") return Dtype::bf16;
+  if (name == "q8") return Dtype::q8;
+  if (name == "q4") return Dtype::q4;
+  if (name == "q3") return Dtype::q3;
+  if (name == "q2") return Dtype::q2;
   throw FormatError(util::concat("[parse_dtype] unknown dtype \"", name, "\" in ", where,
-                                 "; this moeflux stores f32, f16 and bf16; re-convert the checkpoint "
+                                 "; this moeflux stores f32, f16, bf16, q8, q4, q3 and q2; re-convert the checkpoint "
                                  "with this version of moeflux"));
 }
 

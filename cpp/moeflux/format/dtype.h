@@ -1,5 +1,5 @@
-// Element types of stored tensors. Version 1 of the packed format stores f32, f16 and bf16;
-// the quantized types (affine groups of 8/4/3/2 bits) join this enum in a later version.
+// Element types of stored tensors: f32, f16, bf16, and the affine-quantized q8/q4/q3/q2
+// (format/quant.h: groups of w = q * scale + bias in MLX's bit order).
 #pragma once
 
 #include <cstddef>
@@ -10,10 +10,15 @@
 
 namespace moeflux::format {
 
-enum class Dtype : std::uint8_t { f32, f16, bf16 };
+enum class Dtype : std::uint8_t { f32, f16, bf16, q8, q4, q3, q2 };
 
+bool is_quantized(Dtype dtype);
+int quant_bits(Dtype dtype);             // 8/4/3/2; 0 for float types
+Dtype quantized_dtype(int bits);         // throws ConfigError for bits other than 8/4/3/2
+
+// Bytes per element of a float type (InternalError for quantized types: see quant_layout).
 std::size_t dtype_size(Dtype dtype);
-// Names as they appear in our manifest: "f32", "f16", "bf16".
+// Names as they appear in our manifest: "f32", "f16", "bf16", "q8", "q4", "q3", "q2".
 std::string_view dtype_name(Dtype dtype);
 // Parses our manifest names; throws FormatError naming `where` for anything else.
 Dtype parse_dtype(std::string_view name, std::string_view where);

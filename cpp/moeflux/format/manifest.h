@@ -27,6 +27,8 @@ struct DenseEntry {
   Shape shape;
   std::uint64_t offset = 0;  // in dense.bin
   std::uint64_t nbytes = 0;
+  int group_size = 0;               // quantized dtypes only
+  Dtype scale_dtype = Dtype::bf16;  // quantized dtypes only
 };
 
 struct ExpertBlockEntry {
@@ -35,6 +37,8 @@ struct ExpertBlockEntry {
   Shape shape;
   std::uint64_t offset = 0;  // within the expert record
   std::uint64_t nbytes = 0;
+  int group_size = 0;               // quantized dtypes only
+  Dtype scale_dtype = Dtype::bf16;  // quantized dtypes only
 };
 
 struct ExpertLayerEntry {

@@ -14,6 +14,9 @@ struct DenseTensorSpec {
   std::string name;  // HF name with the "model." prefix, e.g. "model.layers.0.self_attn.q_proj.weight"
   Shape shape;
   bool required = true;  // e.g. lm_head.weight is optional when embeddings are tied
+  // May be stored quantized (ConvertOptions::dense_bits): 2-D projections and embeddings, never
+  // norms or routers, whose precision decides which experts run.
+  bool quantizable = false;
 };
 
 // One block of an expert record, in record order: gate_proj [I, H], up_proj [I, H], down_proj [H, I].

@@ -21,6 +21,9 @@ struct TensorView {
   Shape shape;
   const std::byte* data = nullptr;
   std::size_t nbytes = 0;
+  // For quantized dtypes only (format/quant.h): elements per scale/bias group, and their type.
+  int group_size = 0;
+  Dtype scale_dtype = Dtype::bf16;
 
   std::int64_t numel() const { return element_count(shape); }
 };

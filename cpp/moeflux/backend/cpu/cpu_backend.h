@@ -78,8 +78,8 @@ class CpuBackend final : public Backend {
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
-  void moe_experts(const Tensor& x, const MoeRouting& routing,
-                   std::span<const ExpertWeights> experts, Tensor& out) override;
+  void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+                   Tensor& out, bool accumulate) override;
 
  private:
   int threads_ = 1;
