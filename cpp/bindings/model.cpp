@@ -1,5 +1,6 @@
 // moeflux._core.Model: an engine plus one session. Every call into the engine releases the GIL;
 // arrays handed back own their memory.
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -18,13 +19,42 @@ namespace {
 using engine::Engine;
 using engine::Session;
 
+// Read errors injected by tests: the next `count` reads (of `layer`/`expert`, -1 = any) fail with `err`.
+struct ReadFaults {
+  std::mutex mutex;
+  int err = 0, count = 0, layer = -1, expert = -1;
+  int next(int l, int e) {
+    std::lock_guard lock(mutex);
+    if (count <= 0 || (layer >= 0 && layer != l) || (expert >= 0 && expert != e)) return 0;
+    --count;
+    return err;
+  }
+};
+
+experts::IoMode parse_io(const std::string& io) {
+  if (io == "direct") return experts::IoMode::direct;
+  if (io == "buffered") return experts::IoMode::buffered;
+  throw ConfigError("[open_model] io must be 'direct' or 'buffered', not '" + io + "'");
+}
+
 class PyModel {
  public:
   PyModel(const std::string& path, const std::string& backend, int threads, bool record_router_logits,
-          std::optional<int> experts_per_token) {
+          std::optional<int> experts_per_token, std::optional<std::uint64_t> cache_bytes, const std::string& io)
+      : faults_(std::make_shared<ReadFaults>()) {
+    engine::EngineOptions options{backend, threads, experts_per_token, cache_bytes.value_or(0), parse_io(io), {}};
+    options.read_fault = [faults = faults_](int layer, int expert) { return faults->next(layer, expert); };
     py::gil_scoped_release release;
-    auto e = std::make_shared<Engine>(path, engine::EngineOptions{backend, threads, experts_per_token});
+    auto e = std::make_shared<Engine>(path, options);
     session_ = std::make_unique<Session>(std::move(e), engine::SessionOptions{record_router_logits});
+  }
+
+  void inject_read_errors(int err, int count, int layer, int expert) {
+    std::lock_guard lock(faults_->mutex);
+    faults_->err = err;
+    faults_->count = count;
+    faults_->layer = layer;
+    faults_->expert = expert;
   }
 
   py::array_t<float> forward(const py::handle& tokens, const std::string& logits) {
@@ -65,8 +95,28 @@ class PyModel {
     const auto tokens = static_cast<py::ssize_t>(session_->routing().n_tokens);
     return to_numpy(std::vector<T>(data), {tokens, n_moe, last});
   }
+  std::shared_ptr<ReadFaults> faults_;
   std::unique_ptr<Session> session_;
 };
+
+py::dict stats_dict(PyModel& model) {
+  const experts::StoreStats s = model.session().engine().store().stats();
+  const std::uint64_t lookups = s.hits + s.misses;
+  py::dict d;
+  d["expert_hits"] = s.hits;
+  d["expert_misses"] = s.misses;
+  d["expert_hit_rate"] = lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups) : 0.0;
+  d["expert_bytes_read"] = s.bytes_read;
+  d["expert_evictions"] = s.evictions;
+  d["read_wait_seconds"] = s.read_wait_seconds;
+  d["read_throughput"] = s.read_wait_seconds > 0 ? static_cast<double>(s.bytes_read) / s.read_wait_seconds : 0.0;
+  d["cache_slots"] = s.slots;
+  d["cache_slot_bytes"] = s.slot_bytes;
+  d["cache_bytes"] = s.cache_bytes;
+  d["io"] = s.io;
+  d["dense_bytes"] = model.session().engine().dense_bytes();
+  return d;
+}
 
 class PyGeneration {
  public:
@@ -104,9 +154,11 @@ py::dict info_dict(const PyModel& model) {
 
 void init_model(py::module_& m) {
   py::class_<PyModel>(m, "Model")
-      .def(py::init<const std::string&, const std::string&, int, bool, std::optional<int>>(), py::arg("path"),
-           py::kw_only(), py::arg("backend") = "cpu", py::arg("threads") = 0,
-           py::arg("record_router_logits") = false, py::arg("experts_per_token") = py::none())
+      .def(py::init<const std::string&, const std::string&, int, bool, std::optional<int>, std::optional<std::uint64_t>,
+                    const std::string&>(),
+           py::arg("path"), py::kw_only(), py::arg("backend") = "cpu", py::arg("threads") = 0,
+           py::arg("record_router_logits") = false, py::arg("experts_per_token") = py::none(),
+           py::arg("cache_bytes") = py::none(), py::arg("io") = "direct")
       .def("forward", &PyModel::forward, py::arg("tokens"), py::kw_only(), py::arg("logits") = "all",
            "Runs token ids after the session's tokens; float32 logits [n, vocab] (n = len(tokens), or 1 for 'last').")
       .def("reset", &PyModel::reset, "Forgets every token and the routing trace.")
@@ -121,13 +173,9 @@ void init_model(py::module_& m) {
       .def_property_readonly("weights", &PyModel::weights, "float32 [tokens, moe_layers, k] routing weights")
       .def_property_readonly("router_logits", &PyModel::router_logits,
                              "float32 [tokens, moe_layers, n_experts] raw router logits, or None")
-      .def("stats", [](PyModel& self) {
-        const auto s = self.session().engine().store().stats();
-        py::dict d;
-        d["expert_fetches"] = s.hits + s.misses;
-        d["expert_bytes_read"] = s.bytes_read;
-        return d;
-      })
+      .def("stats", &stats_dict, "Expert store counters since the last reset_stats(), and the cache plan.")
+      .def("_inject_read_errors", &PyModel::inject_read_errors, py::arg("errno"), py::kw_only(), py::arg("count") = 1,
+           py::arg("layer") = -1, py::arg("expert") = -1, "Test hook: fail the next `count` expert reads with errno.")
       .def("reset_stats", [](PyModel& self) { self.session().engine().store().reset_stats(); })
       .def("generate",
            [](PyModel& self, const py::handle& prompt, int max_new_tokens, float temperature, int top_k, float top_p,

@@ -35,6 +35,12 @@ class Routing:
 class Model:
     """A packed moeflux model (see ``moeflux.convert``) and one decoding session.
 
+    backend: "cpu". threads: CPU threads (0: all cores). record_router_logits: keep raw router
+    logits in ``routing``. experts_per_token: override the model's top-k (experiments; the default
+    is always the model's own). cache_bytes: host memory for cached experts (None: every expert);
+    a budget below one layer's top-k raises ``BudgetError`` naming the smallest that works.
+    io: "direct" (O_DIRECT + io_uring, falling back to buffered reads where refused) or "buffered".
+
     >>> model = moeflux.Model("qwen3-packed")
     >>> logits = model.forward([1, 2, 3])        # float32 [3, vocab]
     >>> model.routing.experts.shape              # (3, moe_layers, k)
@@ -48,6 +54,8 @@ class Model:
         threads: int = 0,
         record_router_logits: bool = False,
         experts_per_token: int | None = None,
+        cache_bytes: int | None = None,
+        io: str = "direct",
     ) -> None:
         self.path = Path(path)
         self._core = _core.Model(
@@ -56,6 +64,8 @@ class Model:
             threads=threads,
             record_router_logits=record_router_logits,
             experts_per_token=experts_per_token,
+            cache_bytes=cache_bytes,
+            io=io,
         )
 
     # --- the model
@@ -172,7 +182,8 @@ class Model:
 
     # --- statistics
     def stats(self) -> dict[str, Any]:
-        """Counters of the expert store since the last ``reset_stats()``."""
+        """Expert store counters since ``reset_stats()`` (hits, misses, hit rate, bytes read, read
+        wait and throughput, evictions) and the cache plan (slots, bytes, io mode, dense bytes)."""
         return dict(self._core.stats())
 
     def reset_stats(self) -> None:

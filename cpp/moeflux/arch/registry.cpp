@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "moeflux/arch/config_reader.h"
 #include "moeflux/arch/qwen3_moe.h"
 #include "moeflux/util/error.h"
 
@@ -22,6 +23,10 @@ std::vector<std::string> supported_model_types() {
   std::vector<std::string> names;
   for (const auto& a : architectures()) names.push_back(a.model_type);
   return names;
+}
+
+int experts_per_token(const nlohmann::json& config) {
+  return ConfigReader(config, "config.json").positive("num_experts_per_tok");
 }
 
 const Architecture& find_architecture(const nlohmann::json& config) {

@@ -21,5 +21,7 @@ struct Architecture {
 // Throws ConfigError when config.json has no model_type, Unsupported when we do not know it.
 const Architecture& find_architecture(const nlohmann::json& config);
 std::vector<std::string> supported_model_types();
+// The model's own top-k ("num_experts_per_tok", the key every supported family uses).
+int experts_per_token(const nlohmann::json& config);
 
 }  // namespace moeflux::arch

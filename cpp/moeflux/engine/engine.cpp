@@ -10,12 +10,28 @@ Engine::Engine(const std::string& path, const EngineOptions& options) : backend_
     packed_ = format::PackedModel::open(path);
     const arch::Architecture& architecture = arch::find_architecture(packed_->config());
     backend_ = backend::create_backend({options.backend, options.threads});
-    store_ = std::make_unique<experts::ExpertStore>(packed_, experts::StoreOptions{});
+    experts::StoreOptions store;
+    store.cache_bytes = options.cache_bytes;
+    store.io = options.io;
+    store.experts_per_token = options.experts_per_token.value_or(arch::experts_per_token(packed_->config()));
+    store.fault_injector = options.read_fault;
+    try {
+      store_ = std::make_unique<experts::ExpertStore>(packed_, store);
+    } catch (const BudgetError& e) {
+      throw BudgetError(util::concat(e.what(), "; the dense weights need another ", dense_bytes(),
+                                     " bytes, resident outside this budget"));
+    }
     arch::ModelContext context{packed_, backend_.get(), store_.get(), {options.experts_per_token}};
     model_ = architecture.create(context);
   } catch (const Error& e) {
     e.rethrow_with("opening the model at " + path);
   }
+}
+
+std::uint64_t Engine::dense_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& entry : packed_->manifest().dense) total += entry.nbytes;
+  return total;
 }
 
 }  // namespace moeflux::engine

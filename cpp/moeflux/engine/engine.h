@@ -2,6 +2,8 @@
 // (engine/session.h) hold the per-conversation state on top of it.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +19,9 @@ struct EngineOptions {
   std::string backend = "cpu";
   int threads = 0;                       // 0: all cores
   std::optional<int> experts_per_token;  // override the model's top-k (experiments)
+  std::uint64_t cache_bytes = 0;         // host expert cache; 0: every expert
+  experts::IoMode io = experts::IoMode::direct;
+  std::function<int(int layer, int expert)> read_fault;  // test hook (experts::StoreOptions)
 };
 
 class Engine {
@@ -30,6 +35,7 @@ class Engine {
   const format::PackedModel& packed() const { return *packed_; }
   experts::ExpertStore& store() { return *store_; }
   const std::string& backend_name() const { return backend_name_; }
+  std::uint64_t dense_bytes() const;  // bytes of resident (dense) weights
 
  private:
   std::shared_ptr<const format::PackedModel> packed_;

@@ -1,5 +1,7 @@
 #include "moeflux/arch/blocks/moe_block.h"
 
+#include <algorithm>
+
 #include "moeflux/util/error.h"
 
 namespace moeflux::arch {
@@ -30,21 +32,28 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   routing.weights.resize(static_cast<std::size_t>(T * k));
   route_softmax_topk(routing.router_logits, T, E, config.routing, routing.experts, routing.weights);
 
+  // A prefill chunk may choose more experts than the cache holds at once: run them in ascending
+  // batches, which accumulates in the same order as one call (bit-identical whatever the budget).
   const std::vector<std::int32_t> unique = unique_experts(routing.experts);
-  std::vector<experts::ExpertRecord> records;
-  try {
-    records = store.fetch(config.layer, unique);
-  } catch (const Error& e) {
-    e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
-  }
+  const auto capacity = static_cast<std::size_t>(store.capacity(config.layer));
+  MF_ASSERT(capacity >= 1, "expert store capacity ", capacity);
   std::vector<backend::ExpertWeights> expert_weights;
-  expert_weights.reserve(records.size());
-  for (const auto& record : records) {
-    MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
-    expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2]});
+  for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
+    const auto batch = std::span<const std::int32_t>(unique).subspan(begin, std::min(capacity, unique.size() - begin));
+    std::vector<experts::ExpertRecord> records;
+    try {
+      records = store.fetch(config.layer, batch);
+    } catch (const Error& e) {
+      e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
+    }
+    expert_weights.clear();
+    for (const auto& record : records) {
+      MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
+      expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2]});
+    }
+    const backend::MoeRouting moe{T, k, routing.experts, routing.weights, batch};
+    backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);
   }
-  const backend::MoeRouting moe{T, k, routing.experts, routing.weights, unique};
-  backend.moe_experts(x, moe, expert_weights, out);
 
   if (config.has_shared_expert) {
     const std::int64_t H = x.dim(1);
