@@ -1,0 +1,133 @@
+"""Decode throughput of a packed model under several expert-cache budgets: tok/s, hit rate, bytes
+read per token, the store's read throughput, and resident memory against dense + budget.
+
+    python benchmarks/bench_decode.py MODEL --budgets all,0.5,0.25,min --tokens 32 [--cold]
+
+Each budget runs in a fresh process-level Model; with --cold the page cache is dropped first
+(needs root). Prints one JSON object per budget, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import moeflux
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def drop_page_cache() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def expert_bytes(model_dir: Path) -> tuple[int, int]:
+    """(stride of the largest record, bytes of every expert record)."""
+    manifest = json.loads((model_dir / "moeflux.json").read_text())
+    layers = manifest["experts"]["layers"]
+    return max(l["stride"] for l in layers), sum(l["stride"] * l["n_experts"] for l in layers)
+
+
+def budget_bytes(spec: str, stride: int, total: int, k: int) -> int | None:
+    if spec == "all":
+        return None
+    if spec == "min":
+        return k * stride
+    return max(int(float(spec) * total) // stride * stride, k * stride)
+
+
+def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
+    stride, total = expert_bytes(path)
+    cold = drop_page_cache() if args.cold else False
+    probe_k = json.loads((path / "config.json").read_text())["num_experts_per_tok"]
+    k = args.experts_per_token or probe_k
+    cache = budget_bytes(spec, stride, total, k)
+    t0 = time.perf_counter()
+    model = moeflux.Model(path, cache_bytes=cache, io=args.io, threads=args.threads, experts_per_token=args.experts_per_token)
+    open_s = time.perf_counter() - t0
+    vocab = model.info["vocab_size"]
+    prompt = np.random.default_rng(0).integers(0, vocab, size=args.prompt, dtype=np.int32)
+
+    t0 = time.perf_counter()
+    model.forward(prompt, logits="last")
+    prefill_s = time.perf_counter() - t0
+    model.reset_stats()
+    token = [int(prompt[-1])]
+    t0 = time.perf_counter()
+    for _ in range(args.tokens):
+        logits = model.forward(token, logits="last")
+        token = [int(np.argmax(logits[0]))]
+    decode_s = time.perf_counter() - t0
+    s = model.stats()
+    n = args.tokens
+    return dict(
+        budget=spec,
+        cache_bytes=s["cache_bytes"],
+        dense_bytes=s["dense_bytes"],
+        cold=cold,
+        io=s["io"],
+        open_s=round(open_s, 3),
+        prefill_tokens=args.prompt,
+        prefill_tok_s=round(args.prompt / prefill_s, 2),
+        decode_tok_s=round(n / decode_s, 3),
+        ms_per_token=round(1e3 * decode_s / n, 2),
+        hit_rate=round(s["expert_hit_rate"], 4),
+        bytes_read_per_token=int(s["expert_bytes_read"] / n),
+        read_wait_s_per_token=round(s["read_wait_seconds"] / n, 5),
+        read_throughput_GBs=round(s["read_throughput"] / 1e9, 3),
+        rss_bytes=rss_bytes(),
+        rss_over_dense_plus_budget=round(rss_bytes() / (s["dense_bytes"] + s["cache_bytes"]), 3),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--budgets", default="all,0.5,0.25,min", help="comma list: all, min, or a fraction of all experts")
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--prompt", type=int, default=16)
+    parser.add_argument("--io", default="direct", choices=["direct", "buffered"])
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--experts-per-token", type=int, default=None)
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each budget (root)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one budget, print JSON
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.model, args.one, args)))
+        return
+    rows = []
+    for spec in args.budgets.split(","):
+        # A process per budget, so the resident memory of one run does not count against the next.
+        cmd = [sys.executable, __file__, str(args.model), "--one", spec] + [
+            a for a in sys.argv[2:] if not a.startswith("--budgets") and a != args.budgets
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(out))
+        print(out, flush=True)
+    cols = ["budget", "cache_bytes", "io", "decode_tok_s", "ms_per_token", "hit_rate", "bytes_read_per_token",
+            "read_throughput_GBs", "prefill_tok_s", "rss_over_dense_plus_budget"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

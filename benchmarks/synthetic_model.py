@@ -1,0 +1,177 @@
+"""Writes a synthetic MoE model with real shapes straight into moeflux's packed format (docs/FORMAT.md):
+random quantized expert weights, random dense weights, a config.json the engine reads. Real models
+cannot be downloaded where benchmarks run, and timing depends only on shapes, bits and routing.
+
+    python benchmarks/synthetic_model.py OUT --shape qwen3-30b-a3b --layers 48 --expert-bits 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = {
+    # Qwen3-30B-A3B: 48 layers, 128 experts top-8, hidden 2048, expert intermediate 768, 32/4 heads of 128.
+    "qwen3-30b-a3b": dict(
+        model_type="qwen3_moe",
+        hidden_size=2048,
+        num_hidden_layers=48,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        head_dim=128,
+        num_experts=128,
+        num_experts_per_tok=8,
+        moe_intermediate_size=768,
+        vocab_size=151936,
+    ),
+}
+FILE_ALIGN, BLOCK_ALIGN, SECTION_ALIGN = 4096, 256, 256
+
+
+def align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def bf16_bits(x: float) -> int:
+    return int(np.array([x], np.float32).view(np.uint32)[0] >> 16)
+
+
+def quant_layout(rows: int, cols: int, bits: int, group: int) -> tuple[int, int, int, int]:
+    """(row_bytes, scales_offset, biases_offset, nbytes) of a quantized [rows, cols] tensor."""
+    row_bytes = cols * bits // 8
+    scale_bytes = rows * (cols // group) * 2
+    scales = align(rows * row_bytes, SECTION_ALIGN)
+    biases = align(scales + scale_bytes, SECTION_ALIGN)
+    return row_bytes, scales, biases, align(biases + scale_bytes, SECTION_ALIGN)
+
+
+def quantized_tensor(rng: np.random.Generator, rows: int, cols: int, bits: int, group: int) -> bytes:
+    """Random q values with one scale/bias per tensor, chosen so that w has std ~ 1/sqrt(cols)."""
+    row_bytes, scales_at, biases_at, nbytes = quant_layout(rows, cols, bits, group)
+    levels = (1 << bits) - 1
+    q_std = math.sqrt(((levels + 1) ** 2 - 1) / 12)  # std of a uniform integer on [0, levels]
+    scale = 1.0 / (q_std * math.sqrt(cols))
+    out = np.zeros(nbytes, np.uint8)
+    out[: rows * row_bytes] = np.frombuffer(rng.bytes(rows * row_bytes), np.uint8)
+    n_groups = rows * (cols // group)
+    out[scales_at : scales_at + 2 * n_groups].view(np.uint16)[:] = bf16_bits(scale)
+    out[biases_at : biases_at + 2 * n_groups].view(np.uint16)[:] = bf16_bits(-scale * levels / 2)
+    return out.tobytes()
+
+
+def float_tensor(rng: np.random.Generator, shape: tuple[int, ...], scale: float, offset: float = 0.0) -> bytes:
+    x = (rng.standard_normal(shape, dtype=np.float32) * scale + offset).astype(np.float32)
+    return (x.view(np.uint32) >> 16).astype(np.uint16).tobytes()  # bf16 by truncation: fine for noise
+
+
+def write(out: Path, shape: str, layers: int, expert_bits: int, dense_bits: int | None, group: int, seed: int) -> Path:
+    cfg = dict(SHAPES[shape], num_hidden_layers=layers)
+    H, D, nh, nkv = cfg["hidden_size"], cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    E, I, V = cfg["num_experts"], cfg["moe_intermediate_size"], cfg["vocab_size"]
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experts").mkdir(exist_ok=True)
+    config = dict(
+        cfg,
+        architectures=["Qwen3MoeForCausalLM"],
+        intermediate_size=6144,
+        rms_norm_eps=1e-6,
+        rope_theta=1e6,
+        max_position_embeddings=40960,
+        norm_topk_prob=True,
+        tie_word_embeddings=False,
+        mlp_only_layers=[],
+        decoder_sparse_step=1,
+        eos_token_id=151645,
+    )
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+
+    dense_entries: list[dict] = []
+    with open(out / "dense.bin", "wb") as f:
+
+        def put(name: str, shape_: tuple[int, ...], quantizable: bool, norm: bool = False) -> None:
+            offset = align(f.tell(), FILE_ALIGN)
+            f.seek(offset)
+            entry = dict(name=name, shape=list(shape_), offset=offset)
+            if quantizable and dense_bits:
+                data = quantized_tensor(rng, shape_[0], shape_[1], dense_bits, group)
+                entry.update(dtype=f"q{dense_bits}", group_size=group, scale_dtype="bf16")
+            else:
+                scale = 0.02 if norm else 1.0 / math.sqrt(shape_[-1])
+                data = float_tensor(rng, shape_, scale, 1.0 if norm else 0.0)
+                entry.update(dtype="bf16")
+            f.write(data)
+            entry["nbytes"] = len(data)
+            dense_entries.append(entry)
+
+        put("model.embed_tokens.weight", (V, H), True)
+        for L in range(layers):
+            p = f"model.layers.{L}."
+            put(p + "input_layernorm.weight", (H,), False, norm=True)
+            put(p + "post_attention_layernorm.weight", (H,), False, norm=True)
+            put(p + "self_attn.q_proj.weight", (nh * D, H), True)
+            put(p + "self_attn.k_proj.weight", (nkv * D, H), True)
+            put(p + "self_attn.v_proj.weight", (nkv * D, H), True)
+            put(p + "self_attn.o_proj.weight", (H, nh * D), True)
+            put(p + "self_attn.q_norm.weight", (D,), False, norm=True)
+            put(p + "self_attn.k_norm.weight", (D,), False, norm=True)
+            put(p + "mlp.gate.weight", (E, H), False)
+        put("model.norm.weight", (H,), False, norm=True)
+        put("lm_head.weight", (V, H), True)
+        dense_size = align(f.tell(), FILE_ALIGN)
+        f.truncate(dense_size)
+
+    blocks, end = [], 0
+    for name, (rows, cols) in (("gate_proj", (I, H)), ("up_proj", (I, H)), ("down_proj", (H, I))):
+        offset = align(end, BLOCK_ALIGN)
+        nbytes = quant_layout(rows, cols, expert_bits, group)[3]
+        blocks.append(dict(name=name, dtype=f"q{expert_bits}", shape=[rows, cols], offset=offset, nbytes=nbytes,
+                           group_size=group, scale_dtype="bf16"))
+        end = offset + nbytes
+    stride = align(end, FILE_ALIGN)
+    expert_layers = []
+    for L in range(layers):
+        path = f"experts/layer_{L:03d}.bin"
+        with open(out / path, "wb") as f:
+            for _ in range(E):
+                record = bytearray(stride)
+                for b in blocks:
+                    record[b["offset"] : b["offset"] + b["nbytes"]] = quantized_tensor(rng, *b["shape"], expert_bits, group)
+                f.write(record)
+        expert_layers.append(dict(layer=L, file=path, n_experts=E, stride=stride, blocks=blocks))
+
+    manifest = dict(
+        format="moeflux-packed",
+        version=1,
+        model_type=cfg["model_type"],
+        dense=dict(file="dense.bin", size=dense_size, alignment=FILE_ALIGN, tensors=dense_entries),
+        experts=dict(alignment=FILE_ALIGN, block_alignment=BLOCK_ALIGN, layers=expert_layers),
+    )
+    (out / "moeflux.json").write_text(json.dumps(manifest))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen3-30b-a3b")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers (default: the real count)")
+    parser.add_argument("--expert-bits", type=int, default=4, choices=[2, 3, 4, 8])
+    parser.add_argument("--dense-bits", type=int, default=8, choices=[0, 2, 3, 4, 8], help="0: bf16 dense tensors")
+    parser.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    layers = args.layers or SHAPES[args.shape]["num_hidden_layers"]
+    path = write(args.out, args.shape, layers, args.expert_bits, args.dense_bits or None, args.group_size, args.seed)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    print(json.dumps({"path": str(path), "bytes": size, "layers": layers}))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
