@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One round of measurements on the GPU machine: build, check, then time the expert store on its disk.
+# Usage (from the repository root, with the .deb bundle beside it):
+#   bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
+# Writes logs to $OUT (or ./bench-out) and prints the tables last.
+set -euo pipefail
+layers=${1:-48}
+tokens=${2:-32}
+out=${OUT:-bench-out}
+mkdir -p "$out"
+source .devdebs/prelude.sh .devdebs > "$out/prelude.log" 2>&1
+
+echo "== build" | tee "$out/build.log"
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEFLUX_BUILD_TESTS=ON >> "$out/build.log" 2>&1
+cmake --build build/gpu -j16 >> "$out/build.log" 2>&1
+ctest --test-dir build/gpu -j8 --output-on-failure > "$out/ctest.log" 2>&1 || { tail -30 "$out/ctest.log"; exit 1; }
+tail -3 "$out/ctest.log"
+mkdir -p build/pypkg/moeflux
+cp -r python/moeflux/. build/pypkg/moeflux/
+cp build/gpu/cpp/_core*.so build/pypkg/moeflux/
+export PYTHONPATH=$PWD/build/pypkg
+
+model=/tmp/moeflux-synth-q4-$layers
+if [ ! -f "$model/moeflux.json" ]; then
+  echo "== writing the synthetic Qwen3-30B-A3B-shaped model ($layers layers, 4-bit experts, 8-bit dense)"
+  /usr/bin/time -f "%e s" python3 benchmarks/synthetic_model.py "$model" --layers "$layers" --expert-bits 4 --dense-bits 8 \
+    | tee "$out/synth.log"
+fi
+stride=$(python3 -c "import json;print(json.load(open('$model/moeflux.json'))['experts']['layers'][0]['stride'])")
+lfile="$model/experts/layer_000.bin"
+
+echo "== raw io_uring reads (record size $stride bytes)"
+for qd in 8 64; do
+  sync; echo 3 > /proc/sys/vm/drop_caches || true
+  ./build/gpu/benchmarks/io_uring_bench "$lfile" "$stride" "$qd" 5 | tee -a "$out/io_uring_bench.jsonl"
+done
+
+echo "== decode, cold page cache"
+python3 benchmarks/bench_decode.py "$model" --budgets all,0.5,0.25,min --tokens "$tokens" --cold | tee "$out/decode.log"
