@@ -29,7 +29,7 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.24" ninja numpy tqdm tokenizers safetensors
 if [ $with_tests -eq 1 ]; then
   # The CPU build of torch (the reference in tests); a plain "torch" would pull a CUDA build.
-  "${pip[@]}" "torch==2.13.0" "transformers>=5.0" pytest jinja2
+  "${pip[@]}" "torch==2.13.0" "transformers>=5.0" pytest jinja2 nbclient nbformat ipykernel
 fi
 
 werror=OFF; [ "${CI:-}" = "true" ] && werror=ON
