@@ -12,7 +12,17 @@ from .errors import Error
 def _convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
-    report = convert(args.src, args.dst, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet)
+    report = convert(
+        args.src,
+        args.dst,
+        dtype=args.dtype,
+        expert_bits=args.expert_bits,
+        dense_bits=args.dense_bits,
+        group_size=args.group_size,
+        scale_dtype=args.scale_dtype,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     print(f"wrote {report['bytes_written'] / 1e6:.1f} MB to {args.dst}")
     if report["ignored"]:
         print(f"ignored {len(report['ignored'])} tensors no part of the model uses (e.g. {report['ignored'][0]})")
@@ -40,7 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     conv = commands.add_parser("convert", help="convert a Hugging Face checkpoint directory to the packed format")
     conv.add_argument("src", help="checkpoint directory (config.json, *.safetensors)")
     conv.add_argument("dst", help="output directory for the packed model")
-    conv.add_argument("--dtype", choices=["f32", "f16", "bf16"], default=None, help="store tensors as this type (default: as in the source)")
+    conv.add_argument("--dtype", choices=["f32", "f16", "bf16"], default=None, help="store float tensors as this type (default: as in the source)")
+    conv.add_argument(
+        "--expert-bits",
+        type=int,
+        choices=[8, 4, 3, 2],
+        default=None,
+        help="quantize every routed expert to this many bits (default: as in the source)",
+    )
+    conv.add_argument(
+        "--dense-bits",
+        type=int,
+        choices=[8, 4, 3, 2],
+        default=None,
+        help="quantize attention/MLP projections, embeddings and LM head (never norms or routers) to this many bits",
+    )
+    conv.add_argument(
+        "--group-size", type=int, choices=[32, 64, 128], default=64, help="elements per scale and bias (default 64)"
+    )
+    conv.add_argument(
+        "--scale-dtype", choices=["bf16", "f16"], default="bf16", help="type of scales and biases (default bf16)"
+    )
     conv.add_argument("--overwrite", action="store_true", help="replace an existing packed model at DST")
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(run=_convert)

@@ -1,4 +1,5 @@
-"""``moeflux.convert``: a Hugging Face checkpoint directory -> a packed moeflux model directory."""
+"""``moeflux.convert``: a Hugging Face (or MLX-quantized) checkpoint directory -> a packed moeflux model
+directory, optionally quantized."""
 
 from __future__ import annotations
 
@@ -15,13 +16,22 @@ def convert(
     dst: str | os.PathLike[str],
     *,
     dtype: str | None = None,
+    expert_bits: int | None = None,
+    dense_bits: int | None = None,
+    group_size: int = 64,
+    scale_dtype: str = "bf16",
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Converts the checkpoint in ``src`` (config.json, *.safetensors) into ``dst``.
 
-    dtype: "f32", "f16" or "bf16" to store every tensor in that type; None keeps the source types.
+    dtype: "f32", "f16" or "bf16" to store every float tensor in that type; None keeps the source types.
+    expert_bits: 8, 4, 3 or 2 to quantize every routed expert; None keeps them as they are (an
+        MLX-quantized checkpoint stays quantized, bit for bit).
+    dense_bits: the same for the dense projections, embeddings and LM head (never norms or routers).
+    group_size: 32, 64 or 128 elements per scale and bias; scale_dtype: "bf16" or "f16".
     Returns {"bytes_written": int, "ignored": [source tensors no part of the model uses]}.
+    Raises ConfigError for unsupported options, naming the option or the tensor.
     """
     bar: tqdm | None = None  # made on the first report, so a bad input prints only its error
 
@@ -35,7 +45,15 @@ def convert(
     try:
         return dict(
             _core.convert(
-                os.fspath(src), os.fspath(dst), dtype=dtype, overwrite=overwrite, progress=report if progress else None
+                os.fspath(src),
+                os.fspath(dst),
+                dtype=dtype,
+                expert_bits=expert_bits,
+                dense_bits=dense_bits,
+                group_size=group_size,
+                scale_dtype=scale_dtype,
+                overwrite=overwrite,
+                progress=report if progress else None,
             )
         )
     finally:

@@ -95,30 +95,33 @@ format::ModelLayout make_layout(const HParams& p) {
   using S = format::Shape;
   const std::int64_t H = p.hidden, D = p.head_dim;
   format::ModelLayout layout;
-  auto dense = [&](std::string name, S shape) { layout.dense.push_back({std::move(name), std::move(shape), true}); };
-  dense("model.embed_tokens.weight", {p.vocab, H});
+  // Norms and routers stay float (their precision decides which experts run); projections,
+  // embeddings and the LM head may be quantized (ConvertOptions::dense_bits).
+  auto dense = [&](std::string name, S shape) { layout.dense.push_back({std::move(name), std::move(shape), true, false}); };
+  auto matrix = [&](std::string name, S shape) { layout.dense.push_back({std::move(name), std::move(shape), true, true}); };
+  matrix("model.embed_tokens.weight", {p.vocab, H});
   for (int L = 0; L < p.n_layers; ++L) {
     dense(layer_name(L, "input_layernorm.weight"), {H});
     dense(layer_name(L, "post_attention_layernorm.weight"), {H});
-    dense(layer_name(L, "self_attn.q_proj.weight"), {p.n_heads * D, H});
-    dense(layer_name(L, "self_attn.k_proj.weight"), {p.n_kv_heads * D, H});
-    dense(layer_name(L, "self_attn.v_proj.weight"), {p.n_kv_heads * D, H});
-    dense(layer_name(L, "self_attn.o_proj.weight"), {H, p.n_heads * D});
+    matrix(layer_name(L, "self_attn.q_proj.weight"), {p.n_heads * D, H});
+    matrix(layer_name(L, "self_attn.k_proj.weight"), {p.n_kv_heads * D, H});
+    matrix(layer_name(L, "self_attn.v_proj.weight"), {p.n_kv_heads * D, H});
+    matrix(layer_name(L, "self_attn.o_proj.weight"), {H, p.n_heads * D});
     if (p.qk_norm) {
       dense(layer_name(L, "self_attn.q_norm.weight"), {D});
       dense(layer_name(L, "self_attn.k_norm.weight"), {D});
     }
     if (!p.is_moe[L]) {
-      dense(layer_name(L, "mlp.gate_proj.weight"), {p.intermediate, H});
-      dense(layer_name(L, "mlp.up_proj.weight"), {p.intermediate, H});
-      dense(layer_name(L, "mlp.down_proj.weight"), {H, p.intermediate});
+      matrix(layer_name(L, "mlp.gate_proj.weight"), {p.intermediate, H});
+      matrix(layer_name(L, "mlp.up_proj.weight"), {p.intermediate, H});
+      matrix(layer_name(L, "mlp.down_proj.weight"), {H, p.intermediate});
       continue;
     }
     dense(layer_name(L, "mlp.gate.weight"), {p.n_experts, H});
     if (p.shared_intermediate > 0) {
-      dense(layer_name(L, "mlp.shared_expert.gate_proj.weight"), {p.shared_intermediate, H});
-      dense(layer_name(L, "mlp.shared_expert.up_proj.weight"), {p.shared_intermediate, H});
-      dense(layer_name(L, "mlp.shared_expert.down_proj.weight"), {H, p.shared_intermediate});
+      matrix(layer_name(L, "mlp.shared_expert.gate_proj.weight"), {p.shared_intermediate, H});
+      matrix(layer_name(L, "mlp.shared_expert.up_proj.weight"), {p.shared_intermediate, H});
+      matrix(layer_name(L, "mlp.shared_expert.down_proj.weight"), {H, p.shared_intermediate});
       dense(layer_name(L, "mlp.shared_expert_gate.weight"), {1, H});
     }
     const std::int64_t I = p.moe_intermediate;
@@ -126,7 +129,7 @@ format::ModelLayout make_layout(const HParams& p) {
                                     {{"gate_proj", {I, H}}, {"up_proj", {I, H}}, {"down_proj", {H, I}}}});
   }
   dense("model.norm.weight", {H});
-  if (!p.tied) dense("lm_head.weight", {p.vocab, H});
+  if (!p.tied) matrix("lm_head.weight", {p.vocab, H});
   return layout;
 }
 

@@ -91,6 +91,7 @@ class Backend {
 struct BackendOptions {
   std::string name = "cpu";
   int threads = 0;  // 0: all cores
+  std::string device;  // vulkan: "" (the first discrete GPU, else the first usable), an index, or part of a name
 };
 
 // Creates a backend by name; throws Unsupported naming the available ones.

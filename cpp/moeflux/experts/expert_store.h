@@ -44,6 +44,11 @@ struct StoreStats {
   std::uint64_t slot_bytes = 0;    // bytes of one slot (the largest record stride)
   std::uint64_t cache_bytes = 0;   // bytes reserved for slots
   std::string io;                  // "direct" or "buffered" (after any fallback)
+
+  // Achieved read throughput while fetch() waited for misses, in bytes per second.
+  double read_bytes_per_second() const {
+    return read_wait_seconds > 0.0 ? static_cast<double>(bytes_read) / read_wait_seconds : 0.0;
+  }
 };
 
 class ExpertStore {
@@ -60,7 +65,8 @@ class ExpertStore {
 
   // Records of `experts` (ascending, unique, at most capacity(layer)) of decoder layer `layer`:
   // misses are all read at once. The views stay valid until the next fetch. On a read error, throws
-  // IoError naming the file, expert and errno; the cache stays consistent and usable.
+  // IoError naming the file, expert and errno (FormatError when the file ended early); every read
+  // has finished by then, and the cache stays consistent and usable.
   std::vector<ExpertRecord> fetch(int layer, std::span<const std::int32_t> experts);
 
   // Smallest cache_bytes a model can run with at top-k = k.

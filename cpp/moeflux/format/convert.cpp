@@ -1,6 +1,7 @@
-// The converter: plans every tensor against the layout first (so a wrong checkpoint fails before a
-// byte is written), then streams dense.bin and the expert files tensor by tensor from the mapped
-// sources, copies config and tokenizer files, and writes moeflux.json last.
+// The converter: checks the options and plans every tensor against the layout first (so a wrong
+// checkpoint fails before a byte is written), then streams dense.bin and the expert files tensor by
+// tensor from the mapped sources, quantizing where asked, copies config and tokenizer files, and
+// writes moeflux.json last.
 #include "moeflux/format/convert.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "moeflux/format/convert_detail.h"
 #include "moeflux/format/detail.h"
 #include "moeflux/format/packed_model.h"
+#include "moeflux/format/quant.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::format {
@@ -70,12 +72,13 @@ void prepare_destination(const std::string& dst) {
 }
 
 struct DensePlan {
-  TensorView source;
+  detail::SourceTensor source;
+  detail::StoredType type;
   DenseEntry entry;
 };
 
 std::vector<DensePlan> plan_dense(const ModelLayout& layout, detail::Sources& sources,
-                                  std::optional<Dtype> dtype, std::uint64_t* dense_size) {
+                                  const ConvertOptions& options, std::uint64_t* dense_size) {
   std::vector<DensePlan> plans;
   std::uint64_t end = 0;
   for (const DenseTensorSpec& spec : layout.dense) {
@@ -86,18 +89,26 @@ std::vector<DensePlan> plan_dense(const ModelLayout& layout, detail::Sources& so
       continue;
     }
     DensePlan plan;
-    plan.source = sources.take(spec.name);
+    plan.source = sources.take_tensor(spec.name);
+    const TensorView& source = plan.source.view;
     MF_CHECK(
-        plan.source.shape == spec.shape, FormatError, "[convert] tensor ", plan.source.name, " in ",
-        sources.file_of(spec.name), " has shape ", shape_string(plan.source.shape),
-        " but config.json implies ", shape_string(spec.shape),
+        source.shape == spec.shape, FormatError, "[convert] tensor ", source.name, " in ",
+        sources.file_of(spec.name), " has shape ", shape_string(source.shape), " but config.json implies ",
+        shape_string(spec.shape),
         "; the checkpoint and its config.json disagree; use the config.json that came with the checkpoint");
+    plan.type = detail::stored_type(source, spec.quantizable, options.dense_bits, options);
+    if (is_quantized(plan.type.dtype))
+      check_quant_params(plan.type.quant, spec.shape.back(), "tensor " + spec.name);
     plan.entry.name = spec.name;
-    plan.entry.dtype = dtype.value_or(plan.source.dtype);
+    plan.entry.dtype = plan.type.dtype;
     plan.entry.shape = spec.shape;
+    if (is_quantized(plan.type.dtype)) {
+      plan.entry.group_size = plan.type.quant.group_size;
+      plan.entry.scale_dtype = plan.type.quant.scale_dtype;
+    }
     plan.entry.offset = align_up(end, kFileAlignment);
-    // The source's byte count was checked against its shape, so this product cannot overflow.
-    plan.entry.nbytes = static_cast<std::uint64_t>(plan.source.numel()) * dtype_size(plan.entry.dtype);
+    // The source's byte count was checked against its shape, so this cannot overflow.
+    plan.entry.nbytes = detail::stored_size(plan.source, plan.type);
     end = plan.entry.offset + plan.entry.nbytes;
     plans.push_back(std::move(plan));
   }
@@ -109,22 +120,28 @@ void write_dense(const std::vector<DensePlan>& plans, std::uint64_t dense_size, 
                  detail::ProgressReporter& progress) {
   detail::FileWriter writer(detail::join_path(dst, std::string(kDenseFile)), "convert");
   std::vector<std::byte> converted;
+  std::vector<float> scratch;
   for (const DensePlan& plan : plans) {
+    const TensorView& source = plan.source.view;
     const std::uint64_t start = writer.position();
     writer.pad_to(plan.entry.offset);
-    if (plan.entry.dtype == plan.source.dtype) {
-      writer.write(plan.source.data, plan.source.nbytes);  // straight from the mapping
-    } else {
-      const auto count = static_cast<std::size_t>(plan.source.numel());
-      const std::size_t src_size = dtype_size(plan.source.dtype);
+    if (plan.entry.dtype == source.dtype && !is_quantized(source.dtype)) {
+      writer.write(source.data, source.nbytes);  // straight from the mapping
+    } else if (!is_quantized(source.dtype) && !is_quantized(plan.entry.dtype)) {
+      const auto count = static_cast<std::size_t>(source.numel());
+      const std::size_t src_size = dtype_size(source.dtype);
       const std::size_t dst_size = dtype_size(plan.entry.dtype);
       converted.resize(std::min(count, kConvertChunk) * dst_size);
       for (std::size_t done = 0; done < count; done += kConvertChunk) {
         const std::size_t n = std::min(kConvertChunk, count - done);
-        detail::convert_elements(plan.source.data + done * src_size, plan.source.dtype, n, plan.entry.dtype,
+        detail::convert_elements(source.data + done * src_size, source.dtype, n, plan.entry.dtype,
                                  converted.data());
         writer.write(converted.data(), n * dst_size);
       }
+    } else {  // quantized on either side: the whole stored tensor at once (a fraction of its f32 size)
+      converted.resize(static_cast<std::size_t>(plan.entry.nbytes));
+      detail::encode_tensor(plan.source, plan.type, converted.data(), scratch);
+      writer.write(converted.data(), converted.size());
     }
     progress.advance(writer.position() - start, plan.entry.name);
   }
@@ -132,6 +149,20 @@ void write_dense(const std::vector<DensePlan>& plans, std::uint64_t dense_size, 
   writer.pad_to(dense_size);
   writer.close();
   progress.advance(dense_size - start, std::string(kDenseFile));
+}
+
+// Refuses unusable options before anything is read: a quantized `dtype`, unsupported bits, group
+// sizes or scale dtypes (whether or not bits are requested, so a typo never passes silently).
+void check_options(const ConvertOptions& options) {
+  MF_CHECK(!options.dtype || !is_quantized(*options.dtype), ConfigError, "[convert] dtype ",
+           dtype_name(*options.dtype),
+           " is not a float type; pass f32, f16 or bf16 as dtype, and request "
+           "quantization with expert_bits / dense_bits");
+  check_quant_params({8, options.group_size, options.scale_dtype}, 0, "convert options");
+  if (options.expert_bits)
+    check_quant_params({*options.expert_bits, options.group_size, options.scale_dtype}, 0, "expert_bits");
+  if (options.dense_bits)
+    check_quant_params({*options.dense_bits, options.group_size, options.scale_dtype}, 0, "dense_bits");
 }
 
 void copy_model_files(const std::string& src, const std::string& dst) {
@@ -156,20 +187,21 @@ std::string canonical_tensor_name(const std::string& name) {
 ConvertReport convert_checkpoint(const std::string& src_dir, const std::string& dst_dir,
                                  const std::string& model_type, const ModelLayout& layout,
                                  const ConvertOptions& options) {
+  check_options(options);
   check_destination(src_dir, dst_dir, options.overwrite);
-  read_config(src_dir);  // fail now, not after writing gigabytes, when config.json is unusable
-  detail::Sources sources(src_dir);
+  // Read now, not after writing gigabytes: an unusable config.json fails early.
+  detail::Sources sources(src_dir, read_config(src_dir));
 
   Manifest manifest;
   manifest.model_type = model_type;
-  const std::vector<DensePlan> dense = plan_dense(layout, sources, options.dtype, &manifest.dense_size);
+  const std::vector<DensePlan> dense = plan_dense(layout, sources, options, &manifest.dense_size);
   for (const DensePlan& plan : dense) manifest.dense.push_back(plan.entry);
   std::vector<detail::ExpertLayerPlan> experts;
   std::uint64_t total = manifest.dense_size;
   for (const ExpertLayerSpec& spec : layout.expert_layers) {
     MF_ASSERT(experts.empty() || spec.layer > experts.back().entry.layer, "expert layers out of order at ",
               spec.layer);
-    experts.push_back(detail::plan_expert_layer(spec, sources, options.dtype));
+    experts.push_back(detail::plan_expert_layer(spec, sources, options));
     manifest.expert_layers.push_back(experts.back().entry);
     total += experts.back().entry.file_size();
   }
@@ -188,48 +220,6 @@ ConvertReport convert_checkpoint(const std::string& src_dir, const std::string& 
 }
 
 namespace detail {
-
-Sources::Sources(const std::string& dir) : dir_(dir), checkpoint_(SafetensorsCheckpoint::open(dir)) {
-  for (const std::string& name : checkpoint_.names()) {
-    const auto [it, inserted] = by_canonical_.emplace(canonical_tensor_name(name), name);
-    MF_CHECK(inserted, FormatError, "[convert] the checkpoint ", dir, " holds both ", it->second, " and ",
-             name, ", which name the same tensor; remove the duplicate shard");
-  }
-}
-
-TensorView Sources::take(const std::string& canonical) {
-  const auto it = by_canonical_.find(canonical);
-  MF_ASSERT(it != by_canonical_.end(), "take() of absent tensor ", canonical);
-  taken_.insert(canonical);
-  return checkpoint_.get(it->second);
-}
-
-const std::string& Sources::file_of(const std::string& canonical) const {
-  return checkpoint_.file_of(by_canonical_.at(canonical));
-}
-
-std::vector<std::string> Sources::ignored() const {
-  std::vector<std::string> out;
-  for (const auto& [canonical, name] : by_canonical_) {
-    if (taken_.count(canonical) == 0) out.push_back(canonical);
-  }
-  return out;
-}
-
-void convert_elements(const std::byte* src, Dtype src_dtype, std::size_t count, Dtype dst_dtype,
-                      std::byte* dst) {
-  if (src_dtype == dst_dtype) {
-    std::memcpy(dst, src, count * dtype_size(src_dtype));
-    return;
-  }
-  constexpr std::size_t kChunk = 4096;
-  float buffer[kChunk];
-  for (std::size_t done = 0; done < count; done += kChunk) {
-    const std::size_t n = std::min(kChunk, count - done);
-    to_f32(src + done * dtype_size(src_dtype), src_dtype, n, buffer);
-    from_f32(buffer, dst_dtype, n, dst + done * dtype_size(dst_dtype));
-  }
-}
 
 ProgressReporter::ProgressReporter(const std::function<void(const ConvertProgress&)>& callback,
                                    std::uint64_t total)

@@ -1,5 +1,6 @@
 // The converter: a Hugging Face checkpoint directory -> a packed model directory (docs/FORMAT.md).
-// Accepts per-expert keys and fused expert tensors, the "model." and "model.language_model." prefixes.
+// Accepts per-expert keys, fused and stacked expert tensors (MLX's switch_mlp too), the "model." and
+// "model.language_model." prefixes, and MLX-quantized triples; quantizes on request.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +38,12 @@ struct ConvertReport {
 };
 
 // Source names are normalised before matching the layout: "model.language_model." -> "model.".
-// Experts are read either per expert ("<hf_prefix>.<e>.<block>.weight") or fused
-// ("<hf_prefix>.gate_up_proj" [E, 2I, H] with gate rows first, "<hf_prefix>.down_proj" [E, H, I]).
-// Writes dense.bin, experts/layer_NNN.bin, copies config.json and the tokenizer files, and writes
-// moeflux.json last, so an interrupted conversion never looks complete.
-// Throws FormatError naming the file and tensor for a missing tensor or one of the wrong shape or dtype.
+// Experts are read per expert ("<hf_prefix>.<e>.<block>.weight"), fused ("<hf_prefix>.gate_up_proj"
+// [E, 2I, H] with gate rows first, "<hf_prefix>.down_proj" [E, H, I]) or stacked by MLX
+// ("<layer>.mlp.switch_mlp.<block>.weight" [E, ...]). Writes dense.bin, experts/layer_NNN.bin, copies
+// config.json and the tokenizer files, and writes moeflux.json last, so an interrupted conversion
+// never looks complete. Throws ConfigError for unusable options (naming the option or the tensor),
+// FormatError naming the file and tensor for a missing tensor or one of the wrong shape or dtype.
 ConvertReport convert_checkpoint(const std::string& src_dir, const std::string& dst_dir,
                                  const std::string& model_type, const ModelLayout& layout,
                                  const ConvertOptions& options);

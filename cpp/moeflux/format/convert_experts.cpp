@@ -1,5 +1,6 @@
 // The converter's expert half: finding every expert's gate/up/down tensors in any accepted source
-// form, checking their shapes, and writing one record per expert at a fixed 4 KiB-aligned stride.
+// form (per expert, stacked, fused, MLX switch_mlp; float or MLX-quantized), checking their shapes,
+// and writing one record per expert at a fixed 4 KiB-aligned stride.
 #include <algorithm>
 #include <cstdio>
 
@@ -29,36 +30,65 @@ void check_shape(const TensorView& view, const Shape& expected, const Sources& s
            shape_string(expected), " (", meaning, "); ", kFixShapes);
 }
 
+// MLX-LM stacks a layer's experts as "model.layers.N.mlp.switch_mlp.<block>.weight" [E, ...].
+std::string switch_mlp_prefix(const std::string& hf_prefix) {
+  constexpr std::string_view kExperts = ".experts";
+  if (!hf_prefix.ends_with(kExperts)) return {};
+  return hf_prefix.substr(0, hf_prefix.size() - kExperts.size()) + ".switch_mlp";
+}
+
+// A stacked source [E, ...block] seen as expert 0's slice plus the bytes from one expert to the next.
+BlockSource stacked_source(SourceTensor stacked, const Shape& block, std::uint64_t first_elem,
+                           std::uint64_t expert_elems) {
+  BlockSource source;
+  TensorView& view = stacked.view;
+  const std::uint64_t block_elems = static_cast<std::uint64_t>(element_count(block));
+  if (is_quantized(view.dtype)) {
+    // Rows of packed words, then rows of 16-bit scales and biases: both proportional to elements.
+    const auto bits = static_cast<std::uint64_t>(quant_bits(view.dtype));
+    source.data_stride = block_elems * bits / 8;
+    source.section_stride = block_elems / static_cast<std::uint64_t>(view.group_size) * 2;
+  } else {
+    source.data_stride = expert_elems * dtype_size(view.dtype);
+    view.data += first_elem * dtype_size(view.dtype);
+  }
+  view.shape = block;
+  view.nbytes = static_cast<std::size_t>(source.data_stride);
+  source.first = std::move(stacked);
+  return source;
+}
+
 BlockSource resolve_block(const ExpertLayerSpec& spec, const ExpertBlockSpec& block, Sources& sources) {
   const auto n_experts = static_cast<std::int64_t>(spec.n_experts);
   const std::int64_t block_elems = element_count(block.shape);
-  BlockSource source;
+  Shape stacked_shape = block.shape;
+  stacked_shape.insert(stacked_shape.begin(), n_experts);
+  const std::string stacked_meaning =
+      util::concat(spec.n_experts, " experts of ", block.name, " ", shape_string(block.shape));
   const std::string fused = spec.hf_prefix + ".gate_up_proj";
   const bool gate_or_up = block.name == "gate_proj" || block.name == "up_proj";
   if (gate_or_up && sources.contains(fused)) {
     MF_CHECK(!block.shape.empty(), ConfigError, "[convert] expert block ", block.name, " of ", spec.hf_prefix,
              " has a scalar shape; fix the layout built from config.json");
-    Shape expected = block.shape;
-    expected[0] *= 2;
-    expected.insert(expected.begin(), n_experts);
-    source.stacked = sources.take(fused);
+    Shape expected = stacked_shape;
+    expected[1] *= 2;
+    SourceTensor source = sources.take_tensor(fused);
     check_shape(
-        source.stacked, expected, sources, fused,
+        source.view, expected, sources, fused,
         util::concat(spec.n_experts, " experts of gate and up rows ", shape_string(block.shape), " each"));
-    source.expert_elems = static_cast<std::uint64_t>(2 * block_elems);
-    source.first_elem = block.name == "up_proj" ? static_cast<std::uint64_t>(block_elems) : 0;
-    return source;
+    return stacked_source(std::move(source), block.shape,
+                          block.name == "up_proj" ? static_cast<std::uint64_t>(block_elems) : 0,
+                          static_cast<std::uint64_t>(2 * block_elems));
   }
-  const std::string stacked = spec.hf_prefix + "." + block.name;
-  if (sources.contains(stacked)) {
-    Shape expected = block.shape;
-    expected.insert(expected.begin(), n_experts);
-    source.stacked = sources.take(stacked);
-    check_shape(source.stacked, expected, sources, stacked,
-                util::concat(spec.n_experts, " experts of ", block.name, " ", shape_string(block.shape)));
-    source.expert_elems = static_cast<std::uint64_t>(block_elems);
-    return source;
+  const std::string switch_mlp = switch_mlp_prefix(spec.hf_prefix);
+  for (const std::string& stacked :
+       {spec.hf_prefix + "." + block.name, switch_mlp + "." + block.name + ".weight"}) {
+    if (!sources.contains(stacked)) continue;
+    SourceTensor source = sources.take_tensor(stacked);
+    check_shape(source.view, stacked_shape, sources, stacked, stacked_meaning);
+    return stacked_source(std::move(source), block.shape, 0, static_cast<std::uint64_t>(block_elems));
   }
+  BlockSource source;
   for (int e = 0; e < spec.n_experts; ++e) {
     const std::string base = util::concat(spec.hf_prefix, ".", e, ".");
     std::string name = base + block.name + ".weight";
@@ -69,10 +99,11 @@ BlockSource resolve_block(const ExpertLayerSpec& spec, const ExpertBlockSpec& bl
     MF_CHECK(sources.contains(name), FormatError, "[convert] tensor ", name,
              " is missing from the checkpoint ", sources.dir(),
              (gate_or_up ? util::concat(" (nor is there a fused ", fused, ")") : std::string()),
-             "; check that the checkpoint matches its config.json (", spec.n_experts, " experts in layer ",
-             spec.layer, ")");
-    source.per_expert.push_back(sources.take(name));
-    check_shape(source.per_expert.back(), block.shape, sources, name,
+             " (nor a stacked ", switch_mlp, ".", block.name,
+             ".weight); check that the checkpoint matches its config.json (", spec.n_experts,
+             " experts in layer ", spec.layer, ")");
+    source.per_expert.push_back(sources.take_tensor(name));
+    check_shape(source.per_expert.back().view, block.shape, sources, name,
                 util::concat("expert ", e, " ", block.name));
   }
   return source;
@@ -80,17 +111,20 @@ BlockSource resolve_block(const ExpertLayerSpec& spec, const ExpertBlockSpec& bl
 
 }  // namespace
 
-Dtype BlockSource::dtype_of(int expert) const {
-  return per_expert.empty() ? stacked.dtype : per_expert[static_cast<std::size_t>(expert)].dtype;
+SourceTensor BlockSource::of(int expert) const {
+  if (!per_expert.empty()) return per_expert[static_cast<std::size_t>(expert)];
+  SourceTensor slice = first;  // within bounds: the stacked shape was checked
+  const auto e = static_cast<std::uint64_t>(expert);
+  slice.view.data += e * data_stride;
+  if (slice.scales != nullptr) {
+    slice.scales += e * section_stride;
+    slice.biases += e * section_stride;
+  }
+  return slice;
 }
 
-const std::byte* BlockSource::data_of(int expert) const {
-  if (!per_expert.empty()) return per_expert[static_cast<std::size_t>(expert)].data;
-  const std::uint64_t elem = static_cast<std::uint64_t>(expert) * expert_elems + first_elem;
-  return stacked.data + elem * dtype_size(stacked.dtype);  // within bounds: the shape was checked
-}
-
-ExpertLayerPlan plan_expert_layer(const ExpertLayerSpec& spec, Sources& sources, std::optional<Dtype> dtype) {
+ExpertLayerPlan plan_expert_layer(const ExpertLayerSpec& spec, Sources& sources,
+                                  const ConvertOptions& options) {
   MF_CHECK(spec.n_experts >= 1 && !spec.blocks.empty(), ConfigError, "[convert] expert layer ", spec.layer,
            " (", spec.hf_prefix, ") has ", spec.n_experts, " experts and ", spec.blocks.size(),
            " blocks; check num_experts and the expert sizes in config.json");
@@ -109,12 +143,24 @@ ExpertLayerPlan plan_expert_layer(const ExpertLayerSpec& spec, Sources& sources,
              "[convert] expert block ", block.name, " of layer ", spec.layer, " has the impossible shape ",
              shape_string(block.shape), "; check the sizes in config.json");
     plan.sources.push_back(resolve_block(spec, block, sources));
+    // Every expert of a layer is stored alike, as expert 0's source decides; others are converted.
+    const SourceTensor first = plan.sources.back().of(0);
+    const StoredType type = stored_type(first.view, true, options.expert_bits, options);
+    if (is_quantized(type.dtype)) {
+      check_quant_params(
+          type.quant, block.shape.back(),
+          util::concat("expert block ", block.name, " of layer ", spec.layer, " (", spec.hf_prefix, ")"));
+    }
     ExpertBlockEntry b;
     b.name = block.name;
-    b.dtype = dtype.value_or(plan.sources.back().dtype());
+    b.dtype = type.dtype;
     b.shape = block.shape;
+    if (is_quantized(type.dtype)) {
+      b.group_size = type.quant.group_size;
+      b.scale_dtype = type.quant.scale_dtype;
+    }
     b.offset = align_up(end, kBlockAlignment);
-    b.nbytes = static_cast<std::uint64_t>(element_count(block.shape)) * dtype_size(b.dtype);
+    b.nbytes = stored_size(first, type);
     end = b.offset + b.nbytes;
     entry.blocks.push_back(std::move(b));
   }
@@ -128,14 +174,13 @@ void write_expert_layer(const ExpertLayerPlan& plan, const std::string& dst_dir,
   FileWriter writer(path, "convert");
   // One record buffer reused for every expert: padding is written as zeros once and never touched.
   std::vector<std::byte> record(static_cast<std::size_t>(entry.stride));
+  std::vector<float> scratch;
   const std::string current = util::concat("experts of layer ", entry.layer);
   for (int e = 0; e < entry.n_experts; ++e) {
     for (std::size_t b = 0; b < entry.blocks.size(); ++b) {
       const ExpertBlockEntry& block = entry.blocks[b];
-      const BlockSource& source = plan.sources[b];
-      convert_elements(source.data_of(e), source.dtype_of(e),
-                       static_cast<std::size_t>(element_count(block.shape)), block.dtype,
-                       record.data() + block.offset);
+      const StoredType type{block.dtype, {quant_bits(block.dtype), block.group_size, block.scale_dtype}};
+      encode_tensor(plan.sources[b].of(e), type, record.data() + block.offset, scratch);
     }
     writer.write(record.data(), record.size());
     progress.advance(record.size(), current);

@@ -78,8 +78,9 @@ Dtype dtype_from_safetensors(std::string_view name, std::string_view where) {
   if (name == "F16") return Dtype::f16;
   if (name == "BF16") return Dtype::bf16;
   throw Unsupported(util::concat("[read_checkpoint] ", where, " has dtype ", name,
-                                 "; moeflux can store only F32, F16 and BF16 tensors; convert the "
-                                 "checkpoint to one of these (e.g. with transformers) first"));
+                                 "; moeflux can store only F32, F16 and BF16 tensors (and U32 only as the "
+                                 "packed weight of an MLX-quantized X.weight with X.scales and X.biases); "
+                                 "convert the checkpoint to one of these (e.g. with transformers) first"));
 }
 
 float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }

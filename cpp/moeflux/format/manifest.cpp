@@ -1,15 +1,18 @@
 // moeflux.json, version 1 (docs/FORMAT.md): writing it, and reading it back with every field's
-// presence, type, alignment and bounds checked, so later code can trust offsets and sizes.
+// presence, type, alignment and bounds checked (quantized entries too), so later code can trust
+// offsets and sizes.
 #include "moeflux/format/manifest.h"
 
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "moeflux/format/detail.h"
+#include "moeflux/format/quant.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::format {
@@ -78,6 +81,35 @@ struct Object {
   }
 };
 
+// A quantized entry's group_size and scale_dtype, checked against what quant.h supports and its shape.
+template <typename Entry>
+void parse_quantization(const Object& o, Entry& entry) {
+  entry.group_size = o.integer("group_size", 1);
+  if (entry.group_size != 32 && entry.group_size != 64 && entry.group_size != 128)
+    o.fail("group_size", util::concat("is ", entry.group_size, ", not 32, 64 or 128"));
+  entry.scale_dtype =
+      parse_dtype(o.string("scale_dtype"), util::concat(o.path, " field ", o.name_of("scale_dtype")));
+  if (entry.scale_dtype != Dtype::bf16 && entry.scale_dtype != Dtype::f16)
+    o.fail("scale_dtype",
+           util::concat("is \"", dtype_name(entry.scale_dtype), "\", not \"bf16\" or \"f16\""));
+  if (entry.shape.size() != 2)
+    o.fail("shape", util::concat("is ", shape_string(entry.shape), ", but only 2-D tensors are quantized"));
+  if (entry.shape[1] % entry.group_size != 0)
+    o.fail("shape", util::concat("has rows of ", entry.shape[1], " elements, not a multiple of group_size ",
+                                 entry.group_size));
+}
+
+// Bytes the entry takes; nullopt when its shape is too large to have a size (a corrupt manifest).
+template <typename Entry>
+std::optional<std::uint64_t> stored_nbytes_checked(const Entry& entry) {
+  if (!is_quantized(entry.dtype)) return detail::checked_nbytes(entry.shape, dtype_size(entry.dtype));
+  // Below 2^60 elements no quantized size can overflow (it is under 3 bytes per element).
+  const auto bound = detail::checked_nbytes(entry.shape, 16);
+  if (!bound) return std::nullopt;
+  return stored_nbytes(entry.dtype, entry.shape,
+                       {quant_bits(entry.dtype), entry.group_size, entry.scale_dtype});
+}
+
 // The fields DenseEntry and ExpertBlockEntry share, with nbytes checked against shape and dtype.
 template <typename Entry>
 Entry parse_tensor(const Object& o, std::uint64_t alignment) {
@@ -96,7 +128,8 @@ Entry parse_tensor(const Object& o, std::uint64_t alignment) {
     o.fail("offset", util::concat("is ", entry.offset, ", not a multiple of ", alignment));
   }
   entry.nbytes = o.u64("nbytes");
-  const auto expected = detail::checked_nbytes(entry.shape, dtype_size(entry.dtype));
+  if (is_quantized(entry.dtype)) parse_quantization(o, entry);
+  const auto expected = stored_nbytes_checked(entry);
   if (!expected || *expected != entry.nbytes) {
     o.fail("nbytes",
            util::concat("is ", entry.nbytes, " but shape ", shape_string(entry.shape), " of dtype ",
@@ -171,13 +204,19 @@ ExpertLayerEntry parse_layer(const Object& l) {
   return layer;
 }
 
-json tensor_json(const std::string& name, Dtype dtype, const Shape& shape, std::uint64_t offset,
-                 std::uint64_t nbytes) {
-  return json{{"name", name},
-              {"dtype", std::string(dtype_name(dtype))},
-              {"shape", shape},
-              {"offset", offset},
-              {"nbytes", nbytes}};
+// group_size and scale_dtype appear only on quantized entries.
+template <typename Entry>
+json tensor_json(const Entry& t) {
+  json j{{"name", t.name},
+         {"dtype", std::string(dtype_name(t.dtype))},
+         {"shape", t.shape},
+         {"offset", t.offset},
+         {"nbytes", t.nbytes}};
+  if (is_quantized(t.dtype)) {
+    j["group_size"] = t.group_size;
+    j["scale_dtype"] = std::string(dtype_name(t.scale_dtype));
+  }
+  return j;
 }
 
 }  // namespace
@@ -198,13 +237,11 @@ std::uint64_t ExpertLayerEntry::record_bytes() const {
 
 json Manifest::to_json() const {
   json dense_tensors = json::array();
-  for (const DenseEntry& t : dense)
-    dense_tensors.push_back(tensor_json(t.name, t.dtype, t.shape, t.offset, t.nbytes));
+  for (const DenseEntry& t : dense) dense_tensors.push_back(tensor_json(t));
   json layers = json::array();
   for (const ExpertLayerEntry& l : expert_layers) {
     json blocks = json::array();
-    for (const ExpertBlockEntry& b : l.blocks)
-      blocks.push_back(tensor_json(b.name, b.dtype, b.shape, b.offset, b.nbytes));
+    for (const ExpertBlockEntry& b : l.blocks) blocks.push_back(tensor_json(b));
     layers.push_back({{"layer", l.layer},
                       {"file", l.file},
                       {"n_experts", l.n_experts},

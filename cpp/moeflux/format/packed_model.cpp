@@ -97,6 +97,8 @@ TensorView PackedModel::dense(const std::string& name) const {
   view.shape = entry.shape;
   view.data = dense_file_.data() + entry.offset;  // bounds checked by Manifest::from_json and open()
   view.nbytes = static_cast<std::size_t>(entry.nbytes);
+  view.group_size = entry.group_size;
+  view.scale_dtype = entry.scale_dtype;
   return view;
 }
 

@@ -34,7 +34,8 @@ class PackedModel {
   std::string expert_file_path(const ExpertLayerEntry& entry) const;
 
   // Checks the packed tensors against what the architecture expects: every required dense tensor
-  // present with its shape, every expert layer with its expert count and block shapes.
+  // present with its shape, every expert layer with its expert count and block shapes. A quantized
+  // tensor's shape is its logical [rows, cols], so it is checked like a float one.
   // Throws FormatError naming the file and the tensor.
   void check(const ModelLayout& layout) const;
 

@@ -96,13 +96,15 @@ std::uint32_t unpack_q(const std::byte* row, std::int64_t col, int bits) {
   return (two >> (bit % 8)) & ((1u << bits) - 1u);
 }
 
-void quantize(const float* src, const QuantLayout& l, const QuantParams& p, std::byte* dst) {
-  std::memset(dst, 0, l.nbytes);
+void quantize_rows(const float* src, const QuantLayout& l, const QuantParams& p, std::int64_t first_row,
+                   std::int64_t n_rows, std::byte* dst) {
+  MF_ASSERT(first_row >= 0 && n_rows >= 0 && first_row + n_rows <= l.rows, "rows ", first_row, "+", n_rows);
   const std::uint32_t levels = (1u << p.bits) - 1u;
-  for (std::int64_t r = 0; r < l.rows; ++r) {
+  for (std::int64_t r = first_row; r < first_row + n_rows; ++r) {
     std::byte* row = dst + static_cast<std::uint64_t>(r) * l.row_bytes;
+    std::memset(row, 0, l.row_bytes);  // q values are OR-ed in below
     for (std::int64_t g = 0; g < l.groups_per_row; ++g) {
-      const float* x = src + r * l.cols + g * p.group_size;
+      const float* x = src + (r - first_row) * l.cols + g * p.group_size;
       const auto [lo, hi] = std::minmax_element(x, x + p.group_size);
       const std::uint16_t bias_bits = round_down(*lo, p.scale_dtype);
       const float bias = decode(bias_bits, p.scale_dtype);
@@ -125,22 +127,36 @@ void quantize(const float* src, const QuantLayout& l, const QuantParams& p, std:
   }
 }
 
-void dequantize_rows(const std::byte* src, const QuantLayout& l, const QuantParams& p, std::int64_t first_row,
-                     std::int64_t n_rows, float* dst) {
+void quantize(const float* src, const QuantLayout& l, const QuantParams& p, std::byte* dst) {
+  std::memset(dst, 0, l.nbytes);
+  quantize_rows(src, l, p, 0, l.rows, dst);
+}
+
+QuantSections quant_sections(const std::byte* block, const QuantLayout& l) {
+  return {block + l.weights_offset, block + l.scales_offset, block + l.biases_offset};
+}
+
+void dequantize_rows(const QuantSections& src, const QuantLayout& l, const QuantParams& p,
+                     std::int64_t first_row, std::int64_t n_rows, float* dst) {
   MF_ASSERT(first_row >= 0 && n_rows >= 0 && first_row + n_rows <= l.rows, "rows ", first_row, "+", n_rows);
   for (std::int64_t r = first_row; r < first_row + n_rows; ++r) {
-    const std::byte* row = src + static_cast<std::uint64_t>(r) * l.row_bytes;
+    const std::byte* row = src.q + static_cast<std::uint64_t>(r) * l.row_bytes;
     float* out = dst + (r - first_row) * l.cols;
     for (std::int64_t g = 0; g < l.groups_per_row; ++g) {
       const std::uint64_t at = static_cast<std::uint64_t>(r * l.groups_per_row + g) * 2;
-      const float scale = load_scale(src + l.scales_offset + at, p.scale_dtype);
-      const float bias = load_scale(src + l.biases_offset + at, p.scale_dtype);
+      const float scale = load_scale(src.scales + at, p.scale_dtype);
+      const float bias = load_scale(src.biases + at, p.scale_dtype);
       for (int i = 0; i < p.group_size; ++i) {
         const std::int64_t c = g * p.group_size + i;
         out[c] = static_cast<float>(unpack_q(row, c, p.bits)) * scale + bias;
       }
     }
   }
+}
+
+void dequantize_rows(const std::byte* src, const QuantLayout& l, const QuantParams& p, std::int64_t first_row,
+                     std::int64_t n_rows, float* dst) {
+  dequantize_rows(quant_sections(src, l), l, p, first_row, n_rows, dst);
 }
 
 }  // namespace moeflux::format

@@ -53,6 +53,23 @@ void quantize(const float* src, const QuantLayout& layout, const QuantParams& pa
 void dequantize_rows(const std::byte* src, const QuantLayout& layout, const QuantParams& params,
                      std::int64_t first_row, std::int64_t n_rows, float* dst);
 
+// The three sections of a quantized tensor wherever they live: one packed block (quant_sections),
+// or the weight/scales/biases tensors of an MLX checkpoint, which hold the same bytes.
+struct QuantSections {
+  const std::byte* q = nullptr;       // [rows, row_bytes]
+  const std::byte* scales = nullptr;  // [rows, groups_per_row] of scale_dtype, maybe unaligned
+  const std::byte* biases = nullptr;
+};
+QuantSections quant_sections(const std::byte* block, const QuantLayout& layout);
+void dequantize_rows(const QuantSections& src, const QuantLayout& layout, const QuantParams& params,
+                     std::int64_t first_row, std::int64_t n_rows, float* dst);
+
+// Quantizes src [n_rows, cols] into rows [first_row, first_row + n_rows) of the tensor at `dst`,
+// leaving its other rows and its padding untouched (quantize() is this over every row, after zeroing),
+// so a large tensor can be quantized a slice of rows at a time.
+void quantize_rows(const float* src, const QuantLayout& layout, const QuantParams& params,
+                   std::int64_t first_row, std::int64_t n_rows, std::byte* dst);
+
 // The q value of element `col` of a packed row (the bit-stream rule above).
 std::uint32_t unpack_q(const std::byte* row, std::int64_t col, int bits);
 

@@ -226,28 +226,47 @@ std::vector<std::string> SafetensorsCheckpoint::names() const {
 
 bool SafetensorsCheckpoint::contains(const std::string& name) const { return entries_.count(name) != 0; }
 
-TensorView SafetensorsCheckpoint::get(const std::string& name) const {
+const SafetensorsCheckpoint::Entry& SafetensorsCheckpoint::entry(const std::string& name) const {
   const auto it = entries_.find(name);
   MF_CHECK(it != entries_.end(), FormatError, "[read_checkpoint] tensor ", name, " is not in the checkpoint ",
            dir_, "; check that the checkpoint matches its config.json");
-  const Entry& entry = it->second;
-  const std::string& path = files_[entry.file]->path();
-  if (!storable(entry.source_dtype))
-    dtype_from_safetensors(entry.source_dtype, "tensor " + name + " in " + path);
+  return it->second;
+}
+
+TensorView SafetensorsCheckpoint::get(const std::string& name) const {
+  const Entry& e = entry(name);
+  if (!storable(e.source_dtype))
+    dtype_from_safetensors(e.source_dtype, "tensor " + name + " in " + file_of(name));
   TensorView view;
   view.name = name;
-  view.dtype = entry.dtype;
-  view.shape = entry.shape;
-  view.data = files_[entry.file]->data() + entry.begin;
-  view.nbytes = entry.nbytes;
+  view.dtype = e.dtype;
+  view.shape = e.shape;
+  view.data = files_[e.file]->data() + e.begin;
+  view.nbytes = e.nbytes;
   return view;
 }
 
+TensorView SafetensorsCheckpoint::get_packed(const std::string& name, Dtype quantized) const {
+  const Entry& e = entry(name);
+  MF_CHECK(e.source_dtype == "U32", Unsupported, "[read_checkpoint] tensor ", name, " in ", file_of(name),
+           " has dtype ", e.source_dtype,
+           ", but the packed weight of an MLX-quantized tensor is U32; "
+           "re-export the checkpoint with MLX or convert it from its unquantized original");
+  TensorView view;
+  view.name = name;
+  view.dtype = quantized;
+  view.shape = e.shape;
+  view.data = files_[e.file]->data() + e.begin;
+  view.nbytes = e.nbytes;
+  return view;
+}
+
+const std::string& SafetensorsCheckpoint::source_dtype(const std::string& name) const {
+  return entry(name).source_dtype;
+}
+
 const std::string& SafetensorsCheckpoint::file_of(const std::string& name) const {
-  const auto it = entries_.find(name);
-  MF_CHECK(it != entries_.end(), FormatError, "[read_checkpoint] tensor ", name, " is not in the checkpoint ",
-           dir_, "; check that the checkpoint matches its config.json");
-  return files_[it->second.file]->path();
+  return files_[entry(name).file]->path();
 }
 
 }  // namespace moeflux::format

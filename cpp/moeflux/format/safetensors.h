@@ -19,8 +19,14 @@ class SafetensorsCheckpoint {
 
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
-  // The tensor as stored (source dtype); throws FormatError when it is absent.
+  // The tensor as stored (source dtype); throws FormatError when it is absent, Unsupported when it
+  // is not F32, F16 or BF16.
   TensorView get(const std::string& name) const;
+  // The packed words of an MLX-quantized weight (U32): its bytes and its shape in 32-bit words, with
+  // dtype set to `quantized`, the type the caller has established for it. Unsupported unless U32.
+  TensorView get_packed(const std::string& name, Dtype quantized) const;
+  // The dtype as the file names it ("BF16", "U32", ...).
+  const std::string& source_dtype(const std::string& name) const;
   // The shard file a tensor lives in (for messages).
   const std::string& file_of(const std::string& name) const;
 
@@ -33,7 +39,8 @@ class SafetensorsCheckpoint {
     std::size_t nbytes = 0;
     std::string source_dtype;  // as in the file ("BF16", "I64"); get() refuses all but F32/F16/BF16
   };
-  void add_file(const std::string& path);  // maps one shard and indexes its tensors
+  const Entry& entry(const std::string& name) const;  // FormatError when absent
+  void add_file(const std::string& path);             // maps one shard and indexes its tensors
   std::string dir_;
   std::vector<std::shared_ptr<util::MappedFile>> files_;
   std::map<std::string, Entry> entries_;

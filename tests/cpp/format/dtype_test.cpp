@@ -145,16 +145,20 @@ TEST(Dtype, ArraysConvertFromUnalignedBuffers) {
 }
 
 TEST(Dtype, NamesAndSizes) {
-  for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
+  for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16, Dtype::q8, Dtype::q4, Dtype::q3, Dtype::q2}) {
     EXPECT_EQ(parse_dtype(dtype_name(dtype), "test"), dtype);
+    EXPECT_EQ(is_quantized(dtype), quant_bits(dtype) != 0);
   }
+  for (int bits : {8, 4, 3, 2}) EXPECT_EQ(quant_bits(quantized_dtype(bits)), bits);
+  EXPECT_EQ(quant_bits(Dtype::bf16), 0);
+  EXPECT_THROW_MSG(quantized_dtype(5), ConfigError, "5-bit quantization is not supported");
   EXPECT_EQ(dtype_size(Dtype::f32), 4u);
   EXPECT_EQ(dtype_size(Dtype::f16), 2u);
   EXPECT_EQ(dtype_size(Dtype::bf16), 2u);
   EXPECT_EQ(dtype_from_safetensors("BF16", "t"), Dtype::bf16);
   EXPECT_EQ(dtype_from_safetensors("F16", "t"), Dtype::f16);
   EXPECT_EQ(dtype_from_safetensors("F32", "t"), Dtype::f32);
-  EXPECT_THROW_MSG(parse_dtype("q4", "field x of y.json"), FormatError, "\"q4\" in field x of y.json");
+  EXPECT_THROW_MSG(parse_dtype("q5", "field x of y.json"), FormatError, "\"q5\" in field x of y.json");
   EXPECT_THROW_MSG(dtype_from_safetensors("I64", "tensor pos"), Unsupported, "tensor pos has dtype I64");
   EXPECT_THROW_MSG(dtype_from_safetensors("F8_E4M3", "tensor w"), Unsupported, "F8_E4M3");
 }

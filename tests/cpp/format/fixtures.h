@@ -109,6 +109,7 @@ struct SourceTensor {
   Shape shape;
   std::vector<float> values;
   std::string dtype = "F32";  // F32 or BF16 (values rounded), or anything else as raw zero bytes
+  std::string raw = {};       // when not empty, the data bytes as they are (U32 words, F16, ...)
 };
 
 // One safetensors file holding `tensors`, header written by hand (with __metadata__, padded to 8).
@@ -117,7 +118,9 @@ inline std::string safetensors_file(const std::vector<SourceTensor>& tensors) {
   std::string data;
   for (const SourceTensor& t : tensors) {
     std::string bytes;
-    if (t.dtype == "F32") {
+    if (!t.raw.empty()) {
+      bytes = t.raw;
+    } else if (t.dtype == "F32") {
       bytes = f32_bytes(t.values);
     } else if (t.dtype == "BF16") {
       bytes = bf16_bytes(t.values);

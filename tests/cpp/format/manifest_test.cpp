@@ -107,8 +107,8 @@ TEST(Manifest, RefusesMissingFieldsAndWrongTypes) {
         j["dense"]["tensors"][0]["shape"] = json::array({7, -6});
       },
       "\"dense.tensors[0].shape\" holds -6");
-  expect_refused([](json& j) { j["experts"]["layers"][0]["blocks"][0]["dtype"] = "q4"; },
-                 "unknown dtype \"q4\"");
+  expect_refused([](json& j) { j["experts"]["layers"][0]["blocks"][0]["dtype"] = "q5"; },
+                 "unknown dtype \"q5\"");
   expect_refused([](json& j) { j["experts"]["layers"][0]["n_experts"] = 0; },
                  "\"experts.layers[0].n_experts\" is 0");
   expect_refused([](json& j) { j["experts"]["layers"][0]["file"] = "../../etc/passwd"; },

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "moeflux/backend/cpu/cpu_backend.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::test {
@@ -90,7 +91,19 @@ void expect_close(std::span<const float> got, const Reference& ref, double rtol,
 }
 
 std::unique_ptr<Backend> make_backend(int threads) {
-  return backend::create_backend({.name = "cpu", .threads = threads});
+  backend::BackendOptions options;
+  options.threads = threads;
+  return backend::create_backend(options);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(int threads, backend::cpu::Simd simd) {
+  backend::BackendOptions options;
+  options.threads = threads;
+  return std::make_unique<backend::cpu::CpuBackend>(options, simd);
+}
+
+backend::cpu::Simd backend_simd(const Backend& backend) {
+  return dynamic_cast<const backend::cpu::CpuBackend&>(backend).simd();
 }
 
 }  // namespace moeflux::test

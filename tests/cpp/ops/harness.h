@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "moeflux/backend/backend.h"
+#include "moeflux/backend/cpu/simd.h"
 
 namespace moeflux::test {
 
@@ -54,5 +55,9 @@ void expect_close(std::span<const float> got, const Reference& ref, double rtol,
                   const std::string& what);
 
 std::unique_ptr<Backend> make_backend(int threads = 0);
+// A CPU backend with the given kernels; GTEST_SKIP-worthy when `simd` is not what this CPU runs
+// (check backend_simd()).
+std::unique_ptr<Backend> make_cpu_backend(int threads, backend::cpu::Simd simd);
+backend::cpu::Simd backend_simd(const Backend& backend);
 
 }  // namespace moeflux::test

@@ -13,10 +13,15 @@ std::size_t at(std::int64_t i) { return static_cast<std::size_t>(i); }
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 double sigmoid(double g) { return 1.0 / (1.0 + std::exp(-g)); }
 
-std::vector<float> dequantize(const std::vector<std::byte>& bytes, format::Dtype dtype,
-                              std::int64_t count) {
-  std::vector<float> out(at(count));
-  format::to_f32(bytes.data(), dtype, out.size(), out.data());
+// A stored [rows, cols] block widened to float32.
+std::vector<float> dequantize(const std::vector<std::byte>& bytes, format::Dtype dtype, std::int64_t rows,
+                              std::int64_t cols, const format::QuantParams& quant) {
+  std::vector<float> out(at(rows * cols));
+  if (format::is_quantized(dtype)) {
+    format::dequantize_rows(bytes.data(), format::quant_layout({rows, cols}, quant), quant, 0, rows, out.data());
+  } else {
+    format::to_f32(bytes.data(), dtype, out.size(), out.data());
+  }
   return out;
 }
 
@@ -167,9 +172,9 @@ Reference moe_ref(std::span<const float> x, std::int64_t H, int k,
   Reference ref{std::vector<double>(x.size(), 0.0), std::vector<double>(x.size(), 0.0)};
   std::vector<std::vector<float>> gates, ups, downs;
   for (const StoredExpert& e : experts) {
-    gates.push_back(dequantize(e.gate, e.dtype, e.I * H));
-    ups.push_back(dequantize(e.up, e.dtype, e.I * H));
-    downs.push_back(dequantize(e.down, e.dtype, H * e.I));
+    gates.push_back(dequantize(e.gate, e.dtype, e.I, H, e.quant));
+    ups.push_back(dequantize(e.up, e.dtype, e.I, H, e.quant));
+    downs.push_back(dequantize(e.down, e.dtype, H, e.I, e.quant));
   }
   for (std::int64_t t = 0; t < T; ++t) {
     for (int s = 0; s < k; ++s) {

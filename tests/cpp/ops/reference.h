@@ -9,6 +9,7 @@
 
 #include "harness.h"
 #include "moeflux/format/dtype.h"
+#include "moeflux/format/quant.h"
 
 namespace moeflux::test {
 
@@ -36,11 +37,13 @@ Reference add_ref(std::span<const float> a, std::span<const float> b);
 // gate [T, G], x [T, C]
 Reference sigmoid_mul_ref(std::span<const float> gate, std::span<const float> x, std::int64_t T);
 
-// One expert as stored: gate [I, H], up [I, H], down [H, I] in `dtype` bytes.
+// One expert as stored: gate [I, H], up [I, H], down [H, I] in `dtype` bytes (quantized: with
+// `quant`, widened by format::dequantize_rows).
 struct StoredExpert {
   format::Dtype dtype;
   std::int64_t I;
   std::vector<std::byte> gate, up, down;
+  format::QuantParams quant{};
 };
 // x [T, H], experts/weights [T, k] (ids index `experts`) -> [T, H]
 Reference moe_ref(std::span<const float> x, std::int64_t H, int k,

@@ -3,7 +3,6 @@
 // p = exp(s - max) * (1 / sum), out = sum_j p_j v_j. Work splits over (row, head) items.
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "moeflux/backend/cpu/cpu_backend.h"
@@ -14,7 +13,7 @@
 namespace moeflux::backend::cpu {
 namespace {
 
-// Below this many multiply-adds one thread is faster than starting workers.
+// Below this many multiply-adds one thread is faster than waking workers.
 constexpr std::int64_t kParallelWork = std::int64_t{1} << 18;
 
 // One output row: query row t, head h. `scores` holds n_past + T floats.
@@ -53,26 +52,19 @@ void attend_row(const float* q, const float* k, const float* v, const AttentionD
 }  // namespace
 
 void attention(const float* q, const float* k, const float* v, const AttentionDims& dims,
-               const AttentionOptions& options, int threads, float* out) {
+               const AttentionOptions& options, ThreadPool& pool, AlignedBuffer& scratch, float* out) {
   const std::int64_t items = dims.T * dims.nh;
   const std::int64_t keys = options.n_past + dims.T;
   if (items == 0) return;
-  const std::int64_t work = items * keys * (dims.D + dims.Dv);
-  const std::int64_t workers =
-      work < kParallelWork ? 1 : std::clamp<std::int64_t>(threads, 1, items);
-  // Score rows are allocated here, so that workers never allocate (nor throw).
-  std::vector<float> scores(static_cast<std::size_t>(workers * keys));
-  auto run = [&](std::int64_t worker) {
-    float* row_scores = scores.data() + worker * keys;
-    for (std::int64_t item = worker; item < items; item += workers) {
-      attend_row(q, k, v, dims, options, item / dims.nh, item % dims.nh, row_scores, out);
-    }
+  // Score rows are allocated here, one per thread, so that workers never allocate (nor throw).
+  float* scores = scratch.reserve(pool.size() * keys);
+  const auto item = [&](std::int64_t i, int thread) {
+    attend_row(q, k, v, dims, options, i / dims.nh, i % dims.nh, scores + thread * keys, out);
   };
-  {
-    std::vector<std::jthread> pool;  // jthread joins on scope exit, also when a start throws
-    pool.reserve(static_cast<std::size_t>(workers - 1));
-    for (std::int64_t w = 1; w < workers; ++w) pool.emplace_back(run, w);
-    run(0);
+  if (items * keys * (dims.D + dims.Dv) < kParallelWork) {
+    for (std::int64_t i = 0; i < items; ++i) item(i, 0);
+  } else {
+    pool.run(items, item);
   }
 }
 
@@ -102,7 +94,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k_cache, const Tensor&
   check_disjoint(k_cache, out, "attention", "k_cache");
   check_disjoint(v_cache, out, "attention", "v_cache");
   cpu::attention(data_of(q, "attention", "q"), data_of(k_cache, "attention", "k_cache"),
-                 data_of(v_cache, "attention", "v_cache"), dims, options, threads_,
+                 data_of(v_cache, "attention", "v_cache"), dims, options, pool_, attention_scores_,
                  data_of(out, "attention", "out"));
 }
 

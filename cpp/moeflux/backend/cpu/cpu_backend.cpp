@@ -1,5 +1,5 @@
-// CpuBackend's memory side: aligned buffers, storage, resident weights (converted to float32 once)
-// and host copies. The ops live in one file per family beside this one.
+// CpuBackend's memory side: aligned buffers, storage, resident weights (borrowed in their stored
+// dtype, never copied nor widened) and host copies. The ops live in one file per family beside this.
 #include "moeflux/backend/cpu/cpu_backend.h"
 
 #include <cblas.h>
@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/cpu/weight.h"
 #include "moeflux/format/dtype.h"
 #include "moeflux/util/error.h"
 
@@ -17,6 +18,13 @@ namespace moeflux::backend::cpu {
 namespace {
 
 constexpr std::size_t kAlignment = 64;  // one cache line, and a whole AVX-512 vector
+
+int resolve_threads(const BackendOptions& options) {
+  MF_CHECK(options.threads >= 0, ConfigError, "[create_backend] threads = ", options.threads,
+           "; pass 0 for all cores or a positive count");
+  if (options.threads > 0) return options.threads;
+  return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+}
 
 float* allocate_aligned(std::int64_t size) {
   MF_ASSERT(size >= 0, "negative buffer size ", size);
@@ -54,34 +62,27 @@ Tensor borrow_tensor(float* data, Shape shape) {
   return Tensor(std::make_shared<CpuStorage>(data, count), Dtype::f32, std::move(shape));
 }
 
-CpuBackend::CpuBackend(const BackendOptions& options) {
-  MF_CHECK(options.threads >= 0, ConfigError, "[create_backend] threads = ", options.threads,
-           "; pass 0 for all cores or a positive count");
-  if (options.threads > 0) {
-    threads_ = options.threads;
-    openblas_set_num_threads(options.threads);  // process-wide: OpenBLAS has one pool
-  } else {
-    threads_ = std::max(1U, std::thread::hardware_concurrency());
-  }
+CpuBackend::CpuBackend(const BackendOptions& options, Simd simd)
+    : threads_(resolve_threads(options)),
+      simd_(simd == Simd::avx2 ? best_simd() : Simd::portable),
+      pool_(threads_) {
+  // Our pool splits every product; OpenBLAS (one process-wide setting) runs one thread per call,
+  // so that the split, not OpenBLAS's own, decides which thread computes an element.
+  openblas_set_num_threads(1);
 }
 
 Tensor CpuBackend::resident(const format::TensorView& weight) {
-  for (const std::int64_t d : weight.shape) {
-    MF_CHECK(d >= 0, ShapeError, "[resident] weight '", weight.name, "' has shape ",
-             format::shape_string(weight.shape), " with a negative dimension");
+  const WeightRef w = weight_ref(weight, "resident", "weight");  // checks shape, bytes, quantization
+  if (w.dtype == Dtype::f32 && reinterpret_cast<std::uintptr_t>(w.data) % alignof(float) != 0) {
+    // Only hand-made views get here: the packed format aligns every tensor to 4 KiB.
+    Tensor t = empty(weight.shape);
+    if (t.numel() > 0) std::memcpy(data_of(t, "resident", "weight"), w.data, static_cast<std::size_t>(t.numel()) * sizeof(float));
+    return t;
   }
-  const std::int64_t count = weight.numel();
-  const std::size_t needed = static_cast<std::size_t>(count) * format::dtype_size(weight.dtype);
-  MF_CHECK(weight.nbytes >= needed && (weight.data != nullptr || needed == 0), FormatError,
-           "[resident] weight '", weight.name, "' (", format::dtype_name(weight.dtype), " ",
-           format::shape_string(weight.shape), ") needs ", needed, " bytes but its view holds ",
-           weight.data == nullptr ? 0 : weight.nbytes, "; check the manifest entry");
-  auto storage = std::make_shared<CpuStorage>(count);
-  // f16 and bf16 widen to float32 once here, exactly, so every op reads float32.
-  if (count > 0) {
-    format::to_f32(weight.data, weight.dtype, static_cast<std::size_t>(count), storage->data());
-  }
-  return Tensor(std::move(storage), Dtype::f32, weight.shape);
+  const std::size_t nbytes = format::stored_nbytes(weight.dtype, weight.shape, w.quant);
+  auto storage = std::make_shared<WeightStorage>(weight.data, nbytes);
+  if (w.quantized()) return Tensor(std::move(storage), weight.dtype, weight.shape, w.quant);
+  return Tensor(std::move(storage), weight.dtype, weight.shape);
 }
 
 Tensor CpuBackend::empty(Shape shape) {
@@ -102,10 +103,15 @@ void CpuBackend::upload(std::span<const float> src, Tensor& dst) {
 }
 
 void CpuBackend::download(const Tensor& src, std::span<float> dst) {
-  const float* s = data_of(src, "download", "src");
   MF_CHECK(static_cast<std::int64_t>(dst.size()) == src.numel(), ShapeError, "[download] a tensor of shape ",
            format::shape_string(src.shape()), " (", src.numel(), " elements) into ", dst.size(),
            " floats; sizes must match");
+  if (src.defined() && dynamic_cast<const WeightStorage*>(src.storage()) != nullptr) {
+    const WeightRef w = weight_ref(src, "download", "src");  // widened exactly
+    widen_rows(w, 0, w.rows, dst.data());
+    return;
+  }
+  const float* s = data_of(src, "download", "src");
   if (!dst.empty()) std::memcpy(dst.data(), s, dst.size() * sizeof(float));
 }
 

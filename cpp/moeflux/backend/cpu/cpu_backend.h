@@ -1,6 +1,7 @@
-// The CPU backend: tensors live in 64-byte aligned float32 host memory; matrix products go to
-// OpenBLAS, everything else to the plain loops of kernels.h. A backend object reuses its scratch
-// buffers, so it is used from one thread at a time.
+// The CPU backend: activations live in 64-byte aligned float32 host memory; resident weights borrow
+// the packed model's bytes (f32, f16, bf16 or quantized). Products with f32 weights go to OpenBLAS,
+// others to our row kernels (weight.h); the rest to the plain loops of kernels.h. A backend object
+// reuses its scratch buffers and its thread pool, so it is used from one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,8 @@
 #include <string>
 
 #include "moeflux/backend/backend.h"
+#include "moeflux/backend/cpu/simd.h"
+#include "moeflux/backend/cpu/thread_pool.h"
 
 namespace moeflux::backend::cpu {
 
@@ -47,21 +50,48 @@ class CpuStorage final : public Storage {
   std::int64_t size_ = 0;
 };
 
+// The bytes of a resident weight, borrowed from the packed model's mapping (which outlives the
+// backend): read-only, in the stored dtype. Ops read them through weight_ref (weight.h).
+class WeightStorage final : public Storage {
+ public:
+  WeightStorage(const std::byte* data, std::size_t nbytes) : data_(data), nbytes_(nbytes) {}
+  const std::byte* data() const { return data_; }
+  std::size_t nbytes() const { return nbytes_; }
+
+ private:
+  const std::byte* data_;
+  std::size_t nbytes_;
+};
+
 // A float32 tensor over caller-owned memory of element_count(shape) floats, without a copy.
 Tensor borrow_tensor(float* data, Shape shape);
 
-// Buffers moe_experts reuses across calls: gathered rows, projections, converted weights.
+// Buffers the products reuse across calls: permuted x, group sums of x, dequantized weight tiles.
+struct MatmulScratch {
+  AlignedBuffer x, xsum, tile;
+};
+
+// Buffers moe_experts reuses across calls: gathered rows, projections, unaligned f32 weights.
 struct MoeScratch {
   AlignedBuffer x, gate, up, y;
   AlignedBuffer gate_w, up_w, down_w;
 };
 
+// Everything a product with a stored weight needs besides its operands.
+struct MatmulContext {
+  ThreadPool& pool;
+  Simd simd;
+  MatmulScratch& scratch;
+};
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options);
+  // `simd` picks the kernels; tests pass Simd::portable to cover processors without AVX2.
+  explicit CpuBackend(const BackendOptions& options, Simd simd = best_simd());
 
   std::string name() const override { return "cpu"; }
   int threads() const { return threads_; }  // worker threads for the ops that split work
+  Simd simd() const { return simd_; }
 
   Tensor resident(const format::TensorView& weight) override;
   Tensor empty(Shape shape) override;
@@ -82,8 +112,15 @@ class CpuBackend final : public Backend {
                    Tensor& out, bool accumulate) override;
 
  private:
+  MatmulContext matmul_context() { return {pool_, simd_, matmul_scratch_}; }
+
   int threads_ = 1;
+  Simd simd_ = Simd::portable;
+  ThreadPool pool_;
+  MatmulScratch matmul_scratch_;
   MoeScratch moe_scratch_;
+  AlignedBuffer norm_weight_;        // a 16-bit norm weight widened per call
+  AlignedBuffer attention_scores_;  // one score row per thread
 };
 
 }  // namespace moeflux::backend::cpu

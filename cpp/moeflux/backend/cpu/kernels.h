@@ -8,6 +8,7 @@
 
 #include "moeflux/backend/backend.h"
 #include "moeflux/backend/cpu/cpu_backend.h"
+#include "moeflux/backend/cpu/weight.h"
 
 namespace moeflux::backend::cpu {
 
@@ -34,8 +35,10 @@ void embedding(const float* table, std::int64_t cols, std::span<const std::int32
 void rms_norm(const float* x, const float* w, std::int64_t rows, std::int64_t cols,
               const NormOptions& options, float* out);
 
-// y = x w^T; x [T, K], w [N, K], y [T, N]. y must not overlap x or w.
-void matmul(const float* x, const float* w, std::int64_t T, std::int64_t K, std::int64_t N, float* y);
+// y = x w^T; x [T, K], w [N, K] stored in any dtype (weight.h), y [T, N]; y must not overlap x or
+// w. Each element of y is computed by one thread in a fixed order, so the bits do not depend on
+// the thread count.
+void weight_matmul(const float* x, std::int64_t T, const WeightRef& w, float* y, MatmulContext& ctx);
 
 // Rotates x [T, heads, D] in place (NeoX halves over the first rotary_dim channels); positions [T].
 void rope(float* x, std::int64_t T, std::int64_t heads, std::int64_t D,
@@ -49,10 +52,10 @@ struct AttentionDims {
   std::int64_t Dv = 0;   // v head dimension
 };
 // q [T, nh, D], k [>= n_past + T, nkv, D], v [>= n_past + T, nkv, Dv], out [T, nh, Dv].
-// Query heads are split over up to `threads` workers; each output row is computed the same way
-// whatever the split.
+// (row, head) items are split over the pool; each is computed the same way whatever the split.
+// `scratch` holds one score row per thread.
 void attention(const float* q, const float* k, const float* v, const AttentionDims& dims,
-               const AttentionOptions& options, int threads, float* out);
+               const AttentionOptions& options, ThreadPool& pool, AlignedBuffer& scratch, float* out);
 
 // out = silu(gate) * up over n elements; out may alias gate or up.
 void swiglu(const float* gate, const float* up, std::int64_t n, float* out);
@@ -62,17 +65,14 @@ void add(const float* a, const float* b, std::int64_t n, float* out);
 void sigmoid_mul(const float* gate, const float* x, std::int64_t T, std::int64_t G, std::int64_t C,
                  float* out);
 
-// One expert's weights in float32: gate [I, H], up [I, H], down [H, I].
-struct ExpertF32 {
-  const float* gate = nullptr;
-  const float* up = nullptr;
-  const float* down = nullptr;
-  std::int64_t intermediate = 0;  // I
+// One expert's weights as stored: gate [I, H], up [I, H], down [H, I].
+struct ExpertRefs {
+  WeightRef gate, up, down;
 };
 // out[tokens[r]] += weights[r] * down(silu(gate x) * up x) for x = x[tokens[r]], in the order of
 // `tokens`. x, out [T, hidden]; scratch x/gate/up/y are grown as needed.
 void moe_expert_accumulate(const float* x, std::int64_t hidden, std::span<const std::int64_t> tokens,
-                           std::span<const float> weights, const ExpertF32& expert,
-                           MoeScratch& scratch, float* out);
+                           std::span<const float> weights, const ExpertRefs& expert,
+                           MoeScratch& scratch, MatmulContext& ctx, float* out);
 
 }  // namespace moeflux::backend::cpu

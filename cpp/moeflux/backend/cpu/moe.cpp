@@ -1,7 +1,8 @@
 // moe_experts: the routed experts of a MoE block, as transformers' Qwen3MoeSparseMoeBlock loop:
-// out starts at zero; for each chosen expert in ascending order, its tokens' rows are gathered,
-// run through down(silu(gate x) * up x), and out[token] += y * weight. f16/bf16 experts are
-// widened to float32 scratch first.
+// for each listed expert in ascending order, its tokens' rows are gathered, run through
+// down(silu(gate x) * up x) with the stored weights (weight_matmul: no whole-expert widening),
+// and out[token] += y * weight. Splitting the experts into ascending batches keeps every token's
+// sum in the same order, so batched calls give the bits of one call.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -10,54 +11,47 @@
 #include "moeflux/backend/cpu/cpu_backend.h"
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
-#include "moeflux/format/dtype.h"
+#include "moeflux/backend/cpu/weight.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::cpu {
 namespace {
 
-void check_expert_tensor(const format::TensorView& view, const Shape& expected, std::int32_t expert,
-                         const char* role) {
+WeightRef expert_tensor(const format::TensorView& view, const Shape& expected, std::int32_t expert,
+                        const char* role) {
   MF_CHECK(view.shape == expected, ShapeError, "[moe_experts] expert ", expert, " ", role, " '",
            view.name, "' has shape ", format::shape_string(view.shape), "; expected ",
            format::shape_string(expected));
-  const std::size_t needed =
-      static_cast<std::size_t>(view.numel()) * format::dtype_size(view.dtype);
-  MF_CHECK(view.nbytes >= needed && (view.data != nullptr || needed == 0), FormatError,
-           "[moe_experts] expert ", expert, " ", role, " '", view.name, "' holds ",
-           view.data == nullptr ? 0 : view.nbytes, " bytes; ", format::dtype_name(view.dtype), " ",
-           format::shape_string(view.shape), " needs ", needed);
+  return weight_ref(view, "moe_experts", util::concat("expert ", expert, " ", role));
 }
 
-// The weight as float32: the stored bytes when they already are aligned float32, else `scratch`.
-const float* as_f32(const format::TensorView& view, AlignedBuffer& scratch) {
-  const auto count = static_cast<std::size_t>(view.numel());
-  if (view.dtype == Dtype::f32 && reinterpret_cast<std::uintptr_t>(view.data) % alignof(float) == 0) {
-    return reinterpret_cast<const float*>(view.data);
-  }
-  float* dst = scratch.reserve(view.numel());
-  if (count > 0) format::to_f32(view.data, view.dtype, count, dst);
-  return dst;
+// BLAS needs aligned float32; the packed format always aligns, hand-made views may not.
+WeightRef aligned(WeightRef w, AlignedBuffer& f32_copy) {
+  if (w.dtype != Dtype::f32 || reinterpret_cast<std::uintptr_t>(w.data) % alignof(float) == 0) return w;
+  float* copy = f32_copy.reserve(w.rows * w.cols);
+  std::memcpy(copy, w.data, static_cast<std::size_t>(w.rows * w.cols) * sizeof(float));
+  w.data = reinterpret_cast<const std::byte*>(copy);
+  return w;
 }
 
 }  // namespace
 
 void moe_expert_accumulate(const float* x, std::int64_t hidden, std::span<const std::int64_t> tokens,
-                           std::span<const float> weights, const ExpertF32& expert,
-                           MoeScratch& scratch, float* out) {
+                           std::span<const float> weights, const ExpertRefs& expert,
+                           MoeScratch& scratch, MatmulContext& ctx, float* out) {
   const auto M = static_cast<std::int64_t>(tokens.size());
-  const std::int64_t I = expert.intermediate;
+  const std::int64_t I = expert.gate.rows;
   float* xs = scratch.x.reserve(M * hidden);
   for (std::int64_t r = 0; r < M; ++r) {
     std::copy_n(x + tokens[static_cast<std::size_t>(r)] * hidden, hidden, xs + r * hidden);
   }
   float* gate = scratch.gate.reserve(M * I);
   float* up = scratch.up.reserve(M * I);
-  cpu::matmul(xs, expert.gate, M, hidden, I, gate);
-  cpu::matmul(xs, expert.up, M, hidden, I, up);
+  weight_matmul(xs, M, expert.gate, gate, ctx);
+  weight_matmul(xs, M, expert.up, up, ctx);
   cpu::swiglu(gate, up, M * I, gate);
   float* y = scratch.y.reserve(M * hidden);
-  cpu::matmul(gate, expert.down, M, I, hidden, y);
+  weight_matmul(gate, M, expert.down, y, ctx);
   for (std::int64_t r = 0; r < M; ++r) {
     const float w = weights[static_cast<std::size_t>(r)];
     float* out_row = out + tokens[static_cast<std::size_t>(r)] * hidden;
@@ -85,20 +79,23 @@ void CpuBackend::moe_experts(const Tensor& x, const MoeRouting& routing,
              "[moe_experts] routing.unique must be strictly ascending; found ", routing.unique[e - 1],
              " before ", routing.unique[e]);
   }
+  std::vector<ExpertRefs> refs;  // every expert checked before any is computed
+  refs.reserve(experts.size());
   for (std::size_t e = 0; e < experts.size(); ++e) {
-    MF_CHECK(experts[e].gate.shape.size() == 2, ShapeError, "[moe_experts] expert ",
-             routing.unique[e], " gate has shape ", format::shape_string(experts[e].gate.shape),
-             "; expected [I, ", H, "]");
+    const std::int32_t id = routing.unique[e];
+    MF_CHECK(experts[e].gate.shape.size() == 2, ShapeError, "[moe_experts] expert ", id,
+             " gate has shape ", format::shape_string(experts[e].gate.shape), "; expected [I, ", H, "]");
     const std::int64_t I = experts[e].gate.shape[0];
-    check_expert_tensor(experts[e].gate, {I, H}, routing.unique[e], "gate");
-    check_expert_tensor(experts[e].up, {I, H}, routing.unique[e], "up");
-    check_expert_tensor(experts[e].down, {H, I}, routing.unique[e], "down");
+    refs.push_back({expert_tensor(experts[e].gate, {I, H}, id, "gate"),
+                    expert_tensor(experts[e].up, {I, H}, id, "up"),
+                    expert_tensor(experts[e].down, {H, I}, id, "down")});
   }
   check_disjoint(x, out, "moe_experts", "x");
   const float* xs = data_of(x, "moe_experts", "x");
   float* o = data_of(out, "moe_experts", "out");
 
   if (!accumulate) std::fill_n(o, T * H, 0.0f);
+  MatmulContext context = matmul_context();
   std::vector<std::int64_t> tokens;
   std::vector<float> weights;
   for (std::size_t e = 0; e < experts.size(); ++e) {
@@ -110,10 +107,9 @@ void CpuBackend::moe_experts(const Tensor& x, const MoeRouting& routing,
       weights.push_back(routing.weights[s]);
     }
     if (tokens.empty()) continue;
-    const ExpertWeights& w = experts[e];
-    const ExpertF32 expert{as_f32(w.gate, moe_scratch_.gate_w), as_f32(w.up, moe_scratch_.up_w),
-                           as_f32(w.down, moe_scratch_.down_w), w.gate.shape[0]};
-    moe_expert_accumulate(xs, H, tokens, weights, expert, moe_scratch_, o);
+    const ExpertRefs expert{aligned(refs[e].gate, moe_scratch_.gate_w), aligned(refs[e].up, moe_scratch_.up_w),
+                            aligned(refs[e].down, moe_scratch_.down_w)};
+    moe_expert_accumulate(xs, H, tokens, weights, expert, moe_scratch_, context, o);
   }
 }
 

@@ -5,6 +5,7 @@
 #include "moeflux/backend/cpu/cpu_backend.h"
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/cpu/weight.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::cpu {
@@ -34,8 +35,15 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& o
            format::shape_string(x.shape()));
   check_disjoint_or_same(x, out, "rms_norm", "x");
   check_disjoint(w, out, "rms_norm", "w");
-  cpu::rms_norm(data_of(x, "rms_norm", "x"), data_of(w, "rms_norm", "w"), x.numel() / C, C, options,
-                data_of(out, "rms_norm", "out"));
+  // A resident 16-bit weight is widened per call: C floats, against the T * C of the op.
+  const WeightRef weight = weight_ref(w, "rms_norm", "w");
+  const float* wf = reinterpret_cast<const float*>(weight.data);
+  if (weight.dtype != Dtype::f32) {
+    float* widened = norm_weight_.reserve(C);
+    widen_rows(weight, 0, 1, widened);
+    wf = widened;
+  }
+  cpu::rms_norm(data_of(x, "rms_norm", "x"), wf, x.numel() / C, C, options, data_of(out, "rms_norm", "out"));
 }
 
 }  // namespace moeflux::backend::cpu

@@ -1,11 +1,12 @@
-// Row copies: embedding (gather rows of a table by token id) and write_rows (append K/V rows to a
-// cache). Pure copies, so they are exact.
+// Row copies: embedding (gather rows of a table by token id, widened exactly from f16, bf16 or
+// quantized tables) and write_rows (append K/V rows to a cache). Both are exact.
 #include <algorithm>
 #include <cstring>
 
 #include "moeflux/backend/cpu/cpu_backend.h"
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/cpu/weight.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::cpu {
@@ -30,7 +31,13 @@ void CpuBackend::embedding(const Tensor& table, std::span<const std::int32_t> id
              t, " is outside the vocabulary [0, ", V, "); check the tokenizer against the model");
   }
   check_disjoint(table, out, "embedding", "the table");
-  cpu::embedding(data_of(table, "embedding", "table"), H, ids, data_of(out, "embedding", "out"));
+  const WeightRef w = weight_ref(table, "embedding", "table");
+  float* o = data_of(out, "embedding", "out");
+  if (w.dtype == Dtype::f32) {
+    cpu::embedding(reinterpret_cast<const float*>(w.data), H, ids, o);
+    return;
+  }
+  for (std::size_t t = 0; t < ids.size(); ++t) widen_rows(w, ids[t], 1, o + static_cast<std::int64_t>(t) * H);
 }
 
 void CpuBackend::write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) {

@@ -10,6 +10,9 @@ namespace moeflux::backend::cpu {
 float* data_of(const Tensor& t, std::string_view op, std::string_view what) {
   MF_CHECK(t.defined(), ShapeError, "[", op, "] ", what,
            " is an undefined tensor; create it with empty() or resident()");
+  MF_CHECK(dynamic_cast<const WeightStorage*>(t.storage()) == nullptr, Unsupported, "[", op, "] ",
+           what, " is a resident weight (", format::dtype_name(t.dtype()),
+           ", read-only); pass an activation tensor created with empty()");
   const auto* storage = dynamic_cast<const CpuStorage*>(t.storage());
   MF_CHECK(storage != nullptr, Unsupported, "[", op, "] ", what,
            " belongs to another backend; pass tensors created by the cpu backend");
