@@ -35,7 +35,9 @@ class Routing:
 class Model:
     """A packed moeflux model (see ``moeflux.convert``) and one decoding session.
 
-    backend: "cpu". threads: CPU threads (0: all cores). record_router_logits: keep raw router
+    backend: "cpu" or "vulkan". device: the Vulkan device, an index or part of its name (see
+    ``moeflux.devices()``; None: the first discrete GPU, else the first usable device).
+    threads: CPU threads (0: all cores). record_router_logits: keep raw router
     logits in ``routing``. experts_per_token: override the model's top-k (experiments; the default
     is always the model's own). cache_bytes: host memory for cached experts (None: every expert);
     a budget below one layer's top-k raises ``BudgetError`` naming the smallest that works.
@@ -56,6 +58,7 @@ class Model:
         experts_per_token: int | None = None,
         cache_bytes: int | None = None,
         io: str = "direct",
+        device: int | str | None = None,
     ) -> None:
         self.path = Path(path)
         self._core = _core.Model(
@@ -66,6 +69,7 @@ class Model:
             experts_per_token=experts_per_token,
             cache_bytes=cache_bytes,
             io=io,
+            device="" if device is None else str(device),
         )
 
     # --- the model
@@ -188,6 +192,10 @@ class Model:
 
     def reset_stats(self) -> None:
         self._core.reset_stats()
+
+    def _inject_read_errors(self, errno: int, *, count: int = 1, layer: int = -1, expert: int = -1) -> None:
+        """Test hook: the next ``count`` expert reads (of ``layer``/``expert``; -1: any) fail with ``errno``."""
+        self._core._inject_read_errors(errno, count=count, layer=layer, expert=expert)
 
     def __repr__(self) -> str:
         i = self.info

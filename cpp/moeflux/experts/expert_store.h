@@ -51,6 +51,7 @@ struct StoreStats {
   }
 };
 
+// Not thread-safe: one call at a time (the engine drives it from one thread).
 class ExpertStore {
  public:
   // Throws BudgetError when options.cache_bytes cannot hold one layer's k experts (the message

@@ -1,0 +1,54 @@
+// Which expert record each host slot holds: pools of slots in least-recently-used order, and the
+// pins of the current fetch (whose slots are never evicted until the next fetch). No I/O here.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "moeflux/experts/cache_plan.h"
+
+namespace moeflux::experts {
+
+class SlotCache {
+ public:
+  // n_experts: per MoE layer, in the plan's order.
+  SlotCache(const CachePlan& plan, const std::vector<int>& n_experts);
+
+  // Starts a fetch: the slots pinned by the previous one may be evicted again.
+  void begin_fetch() { ++epoch_; }
+  // The slot holding (layer, expert), pinned and made most recent; -1 when it is not resident.
+  std::int64_t find(int layer, int expert);
+  // A slot for (layer, expert), which is not resident: a free one, else the least recently used
+  // unpinned slot of the layer's pool (its record evicted, *evicted set). Pinned, most recent.
+  std::uint32_t assign(int layer, int expert, bool* evicted);
+  // Forgets the record of `slot` (its read failed): the slot is free again, never a hit.
+  void discard(std::uint32_t slot);
+
+  std::uint32_t pool_size(int layer) const { return pools_[pool_of_layer_[layer]].size; }
+  // Least to most recently used experts of the layer's pool, as (layer, expert); for tests.
+  std::vector<std::pair<int, int>> lru_order(int layer) const;
+
+ private:
+  static constexpr std::int32_t kNone = -1;
+  struct Slot {
+    std::int32_t layer = kNone;  // kNone: free
+    std::int32_t expert = kNone;
+    std::int32_t prev = kNone, next = kNone;  // LRU links within the pool
+    std::uint64_t pinned = 0;                 // epoch of the fetch that pinned it
+  };
+  struct Pool {
+    std::uint32_t size = 0;
+    std::int32_t oldest = kNone, newest = kNone;
+    std::vector<std::uint32_t> free;
+  };
+  void unlink(Pool& pool, std::uint32_t slot);
+  void push_newest(Pool& pool, std::uint32_t slot);
+
+  std::vector<Slot> slots_;
+  std::vector<Pool> pools_;
+  std::vector<int> pool_of_layer_;
+  std::vector<std::vector<std::int32_t>> resident_;  // [layer][expert] -> slot or kNone
+  std::uint64_t epoch_ = 1;
+};
+
+}  // namespace moeflux::experts
