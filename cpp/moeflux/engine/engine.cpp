@@ -9,7 +9,7 @@ Engine::Engine(const std::string& path, const EngineOptions& options) : backend_
   try {
     packed_ = format::PackedModel::open(path);
     const arch::Architecture& architecture = arch::find_architecture(packed_->config());
-    backend_ = backend::create_backend({options.backend, options.threads});
+    backend_ = backend::create_backend({options.backend, options.threads, options.device});
     experts::StoreOptions store;
     store.cache_bytes = options.cache_bytes;
     store.io = options.io;

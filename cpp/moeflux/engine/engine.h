@@ -22,6 +22,7 @@ struct EngineOptions {
   std::uint64_t cache_bytes = 0;         // host expert cache; 0: every expert
   experts::IoMode io = experts::IoMode::direct;
   std::function<int(int layer, int expert)> read_fault;  // test hook (experts::StoreOptions)
+  std::string device;  // vulkan: "" (the first discrete GPU, else the first usable), an index, or part of a name
 };
 
 class Engine {

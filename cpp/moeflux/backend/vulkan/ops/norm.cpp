@@ -1,0 +1,44 @@
+// rms_norm over the last axis, one workgroup per row (shaders/rms_norm.comp); weights in their
+// stored dtype, the subgroup variant where the device has subgroup arithmetic.
+#include <algorithm>
+
+#include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/vulkan/ops/tensor_access.h"
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/util/error.h"
+#include "params/rms_norm.h"
+
+namespace moeflux::backend::vk {
+
+void VulkanBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  cpu::check_rank(w, 1, "rms_norm", "w");
+  storage_of(w, ctx, "rms_norm", "w");
+  f32_storage_of(x, ctx, "rms_norm", "x");
+  f32_storage_of(out, ctx, "rms_norm", "out");
+  MF_CHECK(!w.quantized(), Unsupported, "[rms_norm] a quantized norm weight; store norms as f32, f16 or bf16");
+  const std::int64_t C = w.dim(0);
+  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[rms_norm] x ", format::shape_string(x.shape()),
+           " must end in the weight's length ", C);
+  MF_CHECK(out.numel() == x.numel() && out.rank() >= 1 && out.dim(-1) == C, ShapeError, "[rms_norm] out ",
+           format::shape_string(out.shape()), " must match x ", format::shape_string(x.shape()));
+  cpu::check_disjoint_or_same(x, out, "rms_norm", "x");
+  cpu::check_disjoint(w, out, "rms_norm", "w");
+  const std::int64_t R = x.numel() / C;
+  if (R == 0) return;
+
+  const Pipeline& pipeline = ctx.pipelines.get(variant("rms_norm", w.dtype(), dev.features().subgroup_arithmetic));
+  const Window ww = whole(w, dev);
+  const std::int64_t rows = rows_per_binding(C * 4, dev, "rms_norm");
+  for (std::int64_t r0 = 0; r0 < R; r0 += rows) {
+    const std::int64_t n = std::min(rows, R - r0);
+    const Window xw = window(x, r0 * C, n * C, dev);
+    const Window ow = window(out, r0 * C, n * C, dev);
+    const params::RmsNormParams p{xw.first, ww.first, ow.first, static_cast<std::uint32_t>(n),
+                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u};
+    ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
+  }
+}
+
+}  // namespace moeflux::backend::vk

@@ -1,0 +1,139 @@
+// The shader table and pipeline creation. Adding a shader: a row in kShaders (and its variants in
+// cmake/shaders.cmake); nothing else here changes.
+#include "moeflux/backend/vulkan/pipelines.h"
+
+#include <array>
+
+#include "moeflux/backend/vulkan/check.h"
+#include "moeflux/backend/vulkan/spirv.h"
+#include "moeflux/backend/vulkan/structs.h"
+#include "moeflux/util/error.h"
+#include "params/add.h"
+#include "params/dequantize.h"
+#include "params/embedding.h"
+#include "params/matmul.h"
+#include "params/rms_norm.h"
+#include "params/rope.h"
+#include "params/sigmoid_mul.h"
+#include "params/swiglu.h"
+#include "params/write_rows.h"
+
+namespace moeflux::backend::vk {
+namespace {
+
+using namespace params;
+
+// 128 where a workgroup reduces many values through shared memory (REDUCE_N * WG floats).
+constexpr ShaderSpec kShaders[] = {
+    {"embedding", 3, sizeof(EmbeddingParams), 256},
+    {"rms_norm", 3, sizeof(RmsNormParams), 256},
+    {"matmul_vec", 3, sizeof(MatmulParams), 128},
+    {"matmul_tiled", 3, sizeof(MatmulParams), 256},
+    {"rope", 2, sizeof(RopeParams), 256},
+    {"write_rows", 2, sizeof(WriteRowsParams), 256},
+    {"swiglu", 3, sizeof(SwigluParams), 256},
+    {"add", 3, sizeof(AddParams), 256},
+    {"sigmoid_mul", 3, sizeof(SigmoidMulParams), 256},
+    {"dequantize", 4, sizeof(DequantizeParams), 256},
+};
+
+const ShaderSpec& spec_of(std::string_view shader) {
+  for (const ShaderSpec& s : kShaders) {
+    if (s.shader == shader) return s;
+  }
+  MF_ASSERT(false, "shader '", shader, "' has SPIR-V but no row in kShaders");
+  return kShaders[0];
+}
+
+std::uint32_t enabled_features(const DeviceFeatures& f) {
+  return (f.storage16 ? features::storage16 : 0u) | (f.storage8 ? features::storage8 : 0u) |
+         (f.float16 ? features::float16 : 0u) | (f.subgroup_arithmetic ? features::subgroup : 0u) |
+         (f.cooperative_matrix_nv ? features::coopmat_nv : 0u);
+}
+
+}  // namespace
+
+Pipelines::Pipelines(const Device& device) : device_(device) {}
+
+Pipelines::~Pipelines() {
+  const VkDevice d = device_.handle();
+  for (auto& [name, p] : pipelines_) {
+    vkDestroyPipeline(d, p->pipeline, nullptr);
+    vkDestroyPipelineLayout(d, p->layout, nullptr);
+  }
+  for (auto& [n, layout] : set_layouts_) vkDestroyDescriptorSetLayout(d, layout, nullptr);
+}
+
+bool Pipelines::available(std::string_view variant) const {
+  const SpirvVariant* v = find_spirv(variant);
+  MF_ASSERT(v != nullptr, "no shader variant '", variant, "' (see cmake/shaders.cmake)");
+  return (v->features & ~enabled_features(device_.features())) == 0;
+}
+
+VkDescriptorSetLayout Pipelines::set_layout(std::uint32_t bindings) {
+  if (auto it = set_layouts_.find(bindings); it != set_layouts_.end()) return it->second;
+  std::array<VkDescriptorSetLayoutBinding, 16> b{};
+  MF_ASSERT(bindings <= b.size(), bindings, " bindings");
+  for (std::uint32_t i = 0; i < bindings; ++i) {
+    b[i].binding = i;
+    b[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    b[i].descriptorCount = 1;
+    b[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
+  }
+  auto info = vk_struct<VkDescriptorSetLayoutCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO);
+  info.bindingCount = bindings;
+  info.pBindings = b.data();
+  VkDescriptorSetLayout layout = VK_NULL_HANDLE;
+  check(vkCreateDescriptorSetLayout(device_.handle(), &info, nullptr, &layout), "vkCreateDescriptorSetLayout");
+  set_layouts_.emplace(bindings, layout);
+  return layout;
+}
+
+const Pipeline& Pipelines::get(std::string_view variant) {
+  if (auto it = pipelines_.find(variant); it != pipelines_.end()) return *it->second;
+  const SpirvVariant* v = find_spirv(variant);
+  MF_ASSERT(v != nullptr, "no shader variant '", variant, "' (see cmake/shaders.cmake)");
+  MF_ASSERT(available(variant), "variant '", variant, "' needs device features that are not enabled");
+  auto p = std::make_unique<Pipeline>();
+  p->name = std::string(variant);
+  p->spec = spec_of(v->shader);
+  MF_ASSERT(p->spec.params_size <= device_.limits().max_push_constants, "parameters of ", variant);
+  MF_ASSERT(p->spec.local_size <= device_.limits().max_invocations, "workgroup of ", variant);
+  MF_ASSERT((p->spec.local_size & (p->spec.local_size - 1)) == 0, "reductions need a power-of-two workgroup");
+  const VkDevice d = device_.handle();
+  p->set_layout = set_layout(p->spec.bindings);
+
+  VkPushConstantRange push{VK_SHADER_STAGE_COMPUTE_BIT, 0, p->spec.params_size};
+  auto layout = vk_struct<VkPipelineLayoutCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO);
+  layout.setLayoutCount = 1;
+  layout.pSetLayouts = &p->set_layout;
+  layout.pushConstantRangeCount = p->spec.params_size > 0 ? 1 : 0;
+  layout.pPushConstantRanges = &push;
+  check(vkCreatePipelineLayout(d, &layout, nullptr, &p->layout), "vkCreatePipelineLayout");
+
+  auto module_info = vk_struct<VkShaderModuleCreateInfo>(VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO);
+  module_info.codeSize = v->code.size_bytes();
+  module_info.pCode = v->code.data();
+  VkShaderModule module = VK_NULL_HANDLE;
+  try {
+    check(vkCreateShaderModule(d, &module_info, nullptr, &module), "vkCreateShaderModule");
+    const VkSpecializationMapEntry entry{0, 0, sizeof(std::uint32_t)};
+    const VkSpecializationInfo spec{1, &entry, sizeof(std::uint32_t), &p->spec.local_size};
+    auto create = vk_struct<VkComputePipelineCreateInfo>(VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO);
+    create.stage = vk_struct<VkPipelineShaderStageCreateInfo>(VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO);
+    create.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+    create.stage.module = module;
+    create.stage.pName = "main";
+    create.stage.pSpecializationInfo = &spec;
+    create.layout = p->layout;
+    const VkResult result = vkCreateComputePipelines(d, VK_NULL_HANDLE, 1, &create, nullptr, &p->pipeline);
+    vkDestroyShaderModule(d, module, nullptr);
+    check(result, util::concat("vkCreateComputePipelines (", variant, ")"));
+  } catch (...) {
+    vkDestroyPipelineLayout(d, p->layout, nullptr);
+    throw;
+  }
+  return *pipelines_.emplace(p->name, std::move(p)).first->second;
+}
+
+}  // namespace moeflux::backend::vk

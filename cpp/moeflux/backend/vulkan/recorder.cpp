@@ -1,0 +1,304 @@
+// Batches, barriers from read/write sets, descriptor sets, staging and the timeline semaphore.
+#include "moeflux/backend/vulkan/recorder.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "moeflux/backend/vulkan/check.h"
+#include "moeflux/backend/vulkan/structs.h"
+#include "moeflux/util/error.h"
+
+namespace moeflux::backend::vk {
+namespace {
+
+constexpr std::uint32_t kSetsPerPool = 256;
+constexpr std::uint32_t kMaxBindings = 8;                 // per set; pools are sized for it
+constexpr VkDeviceSize kCopyChunk = 16ull << 20;          // staging per upload/download piece
+constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch holding this much staging
+constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight
+constexpr std::size_t kMaxTracked = 256;                  // spans tracked before a barrier anyway
+constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
+
+void memory_barrier(VkCommandBuffer cmd, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  auto barrier = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
+  barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  barrier.dstAccessMask = dst_access;
+  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0, 1,
+                       &barrier, 0, nullptr, 0, nullptr);
+}
+
+}  // namespace
+
+struct Recorder::Batch {
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  std::vector<VkDescriptorPool> pools;
+  std::size_t pool = 0;            // the pool sets come from now
+  std::uint32_t sets_in_pool = 0;
+  std::vector<Allocation> staging;  // freed when the batch completes
+  VkDeviceSize staging_bytes = 0;
+  std::uint64_t value = 0;         // the timeline value signalled on completion
+};
+
+Recorder::Recorder(Device& device, Memory& memory) : device_(device), memory_(memory) {
+  auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
+  pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pool.queueFamilyIndex = device.compute_family();
+  check(vkCreateCommandPool(device.handle(), &pool, nullptr, &pool_), "vkCreateCommandPool");
+  auto type = vk_struct<VkSemaphoreTypeCreateInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO);
+  type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+  auto sem = vk_struct<VkSemaphoreCreateInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO);
+  sem.pNext = &type;
+  const VkResult result = vkCreateSemaphore(device.handle(), &sem, nullptr, &timeline_);
+  if (result != VK_SUCCESS) vkDestroyCommandPool(device.handle(), pool_, nullptr);
+  check(result, "vkCreateSemaphore");
+}
+
+Recorder::~Recorder() {
+  try {
+    finish();
+  } catch (const Error&) {  // a destructor cannot report; the device is drained below regardless
+  }
+  vkDeviceWaitIdle(device_.handle());  // in a destructor its result cannot be reported
+  const VkDevice d = device_.handle();
+  auto destroy = [&](Batch& b) {
+    for (VkDescriptorPool p : b.pools) vkDestroyDescriptorPool(d, p, nullptr);
+    for (const Allocation& a : b.staging) memory_.free(a);
+  };
+  if (open_) destroy(*open_);
+  for (auto& b : in_flight_) destroy(*b);
+  for (auto& b : idle_) destroy(*b);
+  vkDestroySemaphore(d, timeline_, nullptr);
+  vkDestroyCommandPool(d, pool_, nullptr);
+}
+
+Recorder::Batch& Recorder::open() {
+  if (open_) return *open_;
+  std::uint64_t completed = 0;
+  check(vkGetSemaphoreCounterValue(device_.handle(), timeline_, &completed), "vkGetSemaphoreCounterValue");
+  reclaim(completed);
+  if (!idle_.empty()) {
+    open_ = std::move(idle_.back());
+    idle_.pop_back();
+  } else {
+    open_ = std::make_unique<Batch>();
+    auto alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+    alloc.commandPool = pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    check(vkAllocateCommandBuffers(device_.handle(), &alloc, &open_->cmd), "vkAllocateCommandBuffers");
+  }
+  auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vkBeginCommandBuffer(open_->cmd, &begin), "vkBeginCommandBuffer");
+  return *open_;
+}
+
+void Recorder::check_binding(const Binding& b) const {
+  MF_ASSERT(b.block != nullptr, "a binding without memory");
+  MF_ASSERT(b.range > 0 && b.range <= max_range(), "a binding of ", b.range, " bytes (limit ", max_range(), ")");
+  MF_ASSERT(b.offset % device_.limits().storage_alignment == 0, "binding offset ", b.offset, " is not aligned");
+  MF_ASSERT(b.offset + b.range <= b.block->size, "binding [", b.offset, ", +", b.range, ") past its block");
+}
+
+void Recorder::track(std::span<const Binding> reads, std::span<const Binding> writes) {
+  auto hits = [](const std::vector<Span>& spans, const Binding& b) {
+    return std::any_of(spans.begin(), spans.end(), [&](const Span& s) {
+      return s.block == b.block->id && s.begin < b.offset + b.range && b.offset < s.end;
+    });
+  };
+  bool hazard = reads_since_barrier_.size() + writes_since_barrier_.size() > kMaxTracked;
+  for (const Binding& b : reads) hazard = hazard || hits(writes_since_barrier_, b);  // read after write
+  for (const Binding& b : writes) {
+    hazard = hazard || hits(writes_since_barrier_, b) || hits(reads_since_barrier_, b);  // WAW, WAR
+  }
+  if (hazard) {
+    memory_barrier(open_->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                   VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                       VK_ACCESS_TRANSFER_WRITE_BIT);
+    reads_since_barrier_.clear();
+    writes_since_barrier_.clear();
+    ++barriers_;
+  }
+  for (const Binding& b : reads) reads_since_barrier_.push_back({b.block->id, b.offset, b.offset + b.range});
+  for (const Binding& b : writes) writes_since_barrier_.push_back({b.block->id, b.offset, b.offset + b.range});
+}
+
+VkDescriptorSet Recorder::descriptor_set(Batch& batch, const Pipeline& pipeline) {
+  if (batch.sets_in_pool == kSetsPerPool) ++batch.pool, batch.sets_in_pool = 0;
+  if (batch.pool == batch.pools.size()) {
+    const VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * kMaxBindings};
+    auto info = vk_struct<VkDescriptorPoolCreateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO);
+    info.maxSets = kSetsPerPool;
+    info.poolSizeCount = 1;
+    info.pPoolSizes = &size;
+    VkDescriptorPool pool = VK_NULL_HANDLE;
+    check(vkCreateDescriptorPool(device_.handle(), &info, nullptr, &pool), "vkCreateDescriptorPool");
+    batch.pools.push_back(pool);
+  }
+  auto alloc = vk_struct<VkDescriptorSetAllocateInfo>(VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO);
+  alloc.descriptorPool = batch.pools[batch.pool];
+  alloc.descriptorSetCount = 1;
+  alloc.pSetLayouts = &pipeline.set_layout;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  check(vkAllocateDescriptorSets(device_.handle(), &alloc, &set), "vkAllocateDescriptorSets");
+  ++batch.sets_in_pool;
+  return set;
+}
+
+void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding> reads,
+                        std::initializer_list<Binding> writes, std::span<const std::byte> params, Groups groups) {
+  const ShaderSpec& spec = pipeline.spec;
+  const std::size_t n = reads.size() + writes.size();
+  MF_ASSERT(n == spec.bindings && n <= kMaxBindings, pipeline.name, " takes ", spec.bindings, " bindings, not ", n);
+  MF_ASSERT(params.size() == spec.params_size, pipeline.name, " takes ", spec.params_size, " parameter bytes, not ",
+            params.size());
+  const auto& max = device_.limits().max_groups;
+  MF_ASSERT(groups.x >= 1 && groups.y >= 1 && groups.z >= 1 && groups.x <= max[0] && groups.y <= max[1] &&
+                groups.z <= max[2],
+            pipeline.name, " over ", groups.x, " x ", groups.y, " x ", groups.z, " workgroups");
+  VkDescriptorBufferInfo buffers[kMaxBindings];
+  std::size_t i = 0;
+  for (const auto* list : {&reads, &writes}) {
+    for (const Binding& b : *list) {
+      check_binding(b);
+      buffers[i++] = {b.block->buffer, b.offset, b.range};
+    }
+  }
+  Batch& batch = open();
+  track(std::span(reads.begin(), reads.size()), std::span(writes.begin(), writes.size()));
+  const VkDescriptorSet set = descriptor_set(batch, pipeline);
+  VkWriteDescriptorSet write[kMaxBindings];
+  for (std::uint32_t b = 0; b < n; ++b) {
+    write[b] = vk_struct<VkWriteDescriptorSet>(VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET);
+    write[b].dstSet = set;
+    write[b].dstBinding = b;
+    write[b].descriptorCount = 1;
+    write[b].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    write[b].pBufferInfo = &buffers[b];
+  }
+  vkUpdateDescriptorSets(device_.handle(), static_cast<std::uint32_t>(n), write, 0, nullptr);
+  vkCmdBindPipeline(batch.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.pipeline);
+  vkCmdBindDescriptorSets(batch.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &set, 0, nullptr);
+  if (!params.empty()) {
+    vkCmdPushConstants(batch.cmd, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                       static_cast<std::uint32_t>(params.size()), params.data());
+  }
+  vkCmdDispatch(batch.cmd, groups.x, groups.y, groups.z);
+  ++dispatches_;
+}
+
+Allocation Recorder::staging(Batch& batch, VkDeviceSize size) {
+  const Allocation a = memory_.allocate(MemoryKind::staging, size, "staging");
+  batch.staging.push_back(a);
+  batch.staging_bytes += a.size;
+  return a;
+}
+
+Binding Recorder::stage(std::span<const std::byte> bytes) {
+  const Allocation a = staging(open(), bytes.size());
+  if (!bytes.empty()) std::memcpy(a.mapped(), bytes.data(), bytes.size());
+  return {a.block, a.offset, a.size};
+}
+
+void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
+  MF_ASSERT(src.size() == dst.range && dst.offset + dst.range <= dst.block->size, "upload of ", src.size(),
+            " bytes into a range of ", dst.range);
+  for (VkDeviceSize done = 0; done < src.size();) {
+    const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, src.size() - done);
+    Batch& batch = open();
+    const Allocation s = staging(batch, n);
+    std::memcpy(s.mapped(), src.data() + done, n);
+    const Binding from{s.block, s.offset, n}, to{dst.block, dst.offset + done, n};
+    track(std::span(&from, 1), std::span(&to, 1));
+    const VkBufferCopy region{s.offset, dst.offset + done, n};
+    vkCmdCopyBuffer(batch.cmd, s.block->buffer, dst.block->buffer, 1, &region);
+    done += n;
+    if (batch.staging_bytes < kFlushStaging) continue;
+    flush();  // bound the staging memory a large upload holds
+    VkDeviceSize in_flight = 0;
+    for (const auto& b : in_flight_) in_flight += b->staging_bytes;
+    for (std::size_t i = 0; in_flight > kMaxStagingInFlight && i < in_flight_.size(); ++i) {
+      wait(in_flight_[i]->value);
+      in_flight -= in_flight_[i]->staging_bytes;
+    }
+  }
+}
+
+void Recorder::download(const Binding& src, std::span<std::byte> dst) {
+  MF_ASSERT(dst.size() == src.range && src.offset + src.range <= src.block->size, "download of ", src.range,
+            " bytes into ", dst.size());
+  for (VkDeviceSize done = 0; done < dst.size();) {
+    const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, dst.size() - done);
+    Batch& batch = open();
+    const Allocation s = staging(batch, n);
+    const Binding from{src.block, src.offset + done, n}, to{s.block, s.offset, n};
+    track(std::span(&from, 1), std::span(&to, 1));
+    const VkBufferCopy region{src.offset + done, s.offset, n};
+    vkCmdCopyBuffer(batch.cmd, src.block->buffer, s.block->buffer, 1, &region);
+    // The host reads the copy: make it visible to the host domain before the semaphore signals.
+    memory_barrier(batch.cmd, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    flush();
+    wait(submitted_);
+    std::memcpy(dst.data() + done, s.mapped(), n);  // before reclaim() returns the staging memory
+    reclaim(submitted_);
+    done += n;
+  }
+  device_.validation_log().rethrow_new();
+}
+
+void Recorder::flush() {
+  if (!open_) return;
+  Batch& batch = *open_;
+  check(vkEndCommandBuffer(batch.cmd), "vkEndCommandBuffer");
+  batch.value = submitted_ + 1;
+  auto timeline = vk_struct<VkTimelineSemaphoreSubmitInfo>(VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO);
+  timeline.signalSemaphoreValueCount = 1;
+  timeline.pSignalSemaphoreValues = &batch.value;
+  auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+  submit.pNext = &timeline;
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &batch.cmd;
+  submit.signalSemaphoreCount = 1;
+  submit.pSignalSemaphores = &timeline_;
+  check(vkQueueSubmit(device_.compute_queue(), 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+  submitted_ = batch.value;
+  in_flight_.push_back(std::move(open_));
+}
+
+void Recorder::wait(std::uint64_t value) {
+  auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
+  info.semaphoreCount = 1;
+  info.pSemaphores = &timeline_;
+  info.pValues = &value;
+  const VkResult result = vkWaitSemaphores(device_.handle(), &info, kWaitTimeoutNs);
+  MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] the GPU did not finish its work within ",
+           kWaitTimeoutNs / 1000000000, " s; it may have hung");
+  check(result, "vkWaitSemaphores");
+}
+
+void Recorder::reclaim(std::uint64_t completed) {
+  while (!in_flight_.empty() && in_flight_.front()->value <= completed) {
+    std::unique_ptr<Batch> batch = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    for (VkDescriptorPool p : batch->pools) check(vkResetDescriptorPool(device_.handle(), p, 0), "vkResetDescriptorPool");
+    batch->pool = 0;
+    batch->sets_in_pool = 0;
+    for (const Allocation& a : batch->staging) memory_.free(a);
+    batch->staging.clear();
+    batch->staging_bytes = 0;
+    check(vkResetCommandBuffer(batch->cmd, 0), "vkResetCommandBuffer");
+    idle_.push_back(std::move(batch));
+  }
+  memory_.collect(completed);
+}
+
+void Recorder::finish() {
+  flush();
+  if (submitted_ > 0) {
+    wait(submitted_);
+    reclaim(submitted_);
+  }
+  device_.validation_log().rethrow_new();
+}
+
+}  // namespace moeflux::backend::vk

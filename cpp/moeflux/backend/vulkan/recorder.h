@@ -1,0 +1,96 @@
+// Recorder: the only code that touches command buffers. Commands go into one open batch, submitted
+// at sync points with a timeline-semaphore signal; download() is the only host wait. Barriers come
+// from what each command reads and writes: one global memory barrier before a command that touches
+// a range written, or writes a range read, since the last barrier.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "moeflux/backend/vulkan/device.h"
+#include "moeflux/backend/vulkan/memory.h"
+#include "moeflux/backend/vulkan/pipelines.h"
+
+namespace moeflux::backend::vk {
+
+// A bound range of a block's buffer: offset aligned for storage bindings, range <= the limit.
+struct Binding {
+  const Block* block = nullptr;
+  VkDeviceSize offset = 0;
+  VkDeviceSize range = 0;
+};
+
+struct Groups {
+  std::uint32_t x = 1, y = 1, z = 1;
+};
+
+class Recorder {
+ public:
+  Recorder(Device& device, Memory& memory);
+  ~Recorder();  // waits for the device
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Records pipeline over `groups` with bindings 0.. = reads, then writes (a write may also be
+  // read). Checks binding count, parameter size, group counts and every binding's range.
+  void dispatch(const Pipeline& pipeline, std::initializer_list<Binding> reads,
+                std::initializer_list<Binding> writes, std::span<const std::byte> params, Groups groups);
+  template <typename Params>
+  void dispatch(const Pipeline& pipeline, std::initializer_list<Binding> reads,
+                std::initializer_list<Binding> writes, const Params& params, Groups groups) {
+    dispatch(pipeline, reads, writes, std::as_bytes(std::span(&params, 1)), groups);
+  }
+
+  // Host bytes in staging memory that shaders may read until the open batch completes.
+  Binding stage(std::span<const std::byte> bytes);
+  // Copies host bytes into dst (same size, multiple of 4) through staging, in stream order.
+  void upload(std::span<const std::byte> src, const Binding& dst);
+  // Copies device bytes back to the host: submits, waits, copies. The only host wait.
+  void download(const Binding& src, std::span<std::byte> dst);
+
+  void flush();   // submits the open batch, if any, without waiting
+  void finish();  // submits and waits for all work; rethrows validation errors
+
+  // The timeline value after which no recorded work can use memory freed now: the open batch's,
+  // else the last submitted one's.
+  std::uint64_t pending_value() const { return open_ ? submitted_ + 1 : submitted_; }
+  std::uint64_t max_range() const { return device_.limits().max_storage_range; }
+  std::uint64_t dispatches() const { return dispatches_; }
+  std::uint64_t barriers() const { return barriers_; }
+  std::uint64_t submits() const { return submitted_; }
+
+ private:
+  struct Batch;
+  struct Span {
+    std::uint32_t block;
+    VkDeviceSize begin, end;
+  };
+
+  Batch& open();
+  void track(std::span<const Binding> reads, std::span<const Binding> writes);
+  VkDescriptorSet descriptor_set(Batch& batch, const Pipeline& pipeline);
+  Allocation staging(Batch& batch, VkDeviceSize size);
+  void wait(std::uint64_t value);
+  void reclaim(std::uint64_t completed);
+  void check_binding(const Binding& b) const;
+
+  Device& device_;
+  Memory& memory_;
+  VkCommandPool pool_ = VK_NULL_HANDLE;
+  VkSemaphore timeline_ = VK_NULL_HANDLE;
+  std::uint64_t submitted_ = 0;
+  std::unique_ptr<Batch> open_;
+  std::deque<std::unique_ptr<Batch>> in_flight_;
+  std::vector<std::unique_ptr<Batch>> idle_;
+  std::vector<Span> reads_since_barrier_, writes_since_barrier_;
+  std::uint64_t dispatches_ = 0, barriers_ = 0;
+};
+
+}  // namespace moeflux::backend::vk

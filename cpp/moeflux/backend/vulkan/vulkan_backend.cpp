@@ -1,0 +1,145 @@
+// VulkanBackend's memory side (resident weights, empty tensors, uploads and downloads), the ops
+// not written yet, and the entry points of backend/devices.h.
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "moeflux/backend/vulkan/ops/tensor_access.h"
+#include "moeflux/format/dtype.h"
+#include "moeflux/format/quant.h"
+#include "moeflux/util/error.h"
+
+namespace moeflux::backend {
+namespace vk {
+namespace {
+
+constexpr std::size_t kWidenChunk = 1 << 22;  // elements widened on the host per upload piece
+
+}  // namespace
+
+VulkanBackend::VulkanBackend(const VulkanOptions& options) : context_(std::make_shared<Context>(options)) {}
+
+VulkanBackend::~VulkanBackend() {
+  try {
+    context_->recorder.finish();
+  } catch (const Error&) {  // a destructor cannot report; tensors still alive keep the context
+  }
+}
+
+std::shared_ptr<VulkanStorage> VulkanBackend::allocate(VkDeviceSize bytes, std::string_view what) {
+  const Allocation a = context_->memory.allocate(MemoryKind::device, bytes, what);
+  return std::make_shared<VulkanStorage>(context_, a, bytes);
+}
+
+Tensor VulkanBackend::resident(const format::TensorView& weight) {
+  for (const std::int64_t d : weight.shape) {
+    MF_CHECK(d >= 0, ShapeError, "[resident] weight '", weight.name, "' has shape ",
+             format::shape_string(weight.shape), " with a negative dimension");
+  }
+  format::QuantParams quant{};
+  if (format::is_quantized(weight.dtype)) {
+    MF_CHECK(weight.shape.size() == 2, ShapeError, "[resident] quantized weight '", weight.name, "' has shape ",
+             format::shape_string(weight.shape), "; quantized tensors are [rows, cols]");
+    quant = format::quant_params_of(weight);
+    format::check_quant_params(quant, weight.shape[1], "resident");
+  }
+  const std::uint64_t needed = format::stored_nbytes(weight.dtype, weight.shape, quant);
+  MF_CHECK(weight.nbytes >= needed && (weight.data != nullptr || needed == 0), FormatError, "[resident] weight '",
+           weight.name, "' (", format::dtype_name(weight.dtype), " ", format::shape_string(weight.shape), ") needs ",
+           needed, " bytes but its view holds ", weight.data == nullptr ? 0 : weight.nbytes,
+           "; check the manifest entry");
+  const std::int64_t n = weight.numel();
+  Recorder& recorder = context_->recorder;
+  const bool widen = (weight.dtype == Dtype::f16 || weight.dtype == Dtype::bf16) && !device().features().storage16;
+  if (!widen) {  // the stored bytes as they are: f32, 16-bit with 16-bit storage, quantized
+    auto storage = allocate(needed, weight.name);
+    Tensor t = format::is_quantized(weight.dtype) ? Tensor(std::move(storage), weight.dtype, weight.shape, quant)
+                                                  : Tensor(std::move(storage), weight.dtype, weight.shape);
+    if (needed > 0) {
+      const auto count = static_cast<std::int64_t>(needed / element_bytes(weight.dtype));
+      recorder.upload(std::span(weight.data, needed), byte_range(t, 0, count));
+    }
+    return t;
+  }
+  // No 16-bit storage: widen on the host, a piece at a time, so every shader reads f32.
+  Tensor t(allocate(static_cast<VkDeviceSize>(n) * sizeof(float), weight.name), Dtype::f32, weight.shape);
+  std::vector<float> piece(std::min<std::size_t>(kWidenChunk, static_cast<std::size_t>(n)));
+  const std::size_t es = format::dtype_size(weight.dtype);
+  for (std::int64_t begin = 0; begin < n; begin += static_cast<std::int64_t>(piece.size())) {
+    const auto count = std::min<std::size_t>(piece.size(), static_cast<std::size_t>(n - begin));
+    format::to_f32(weight.data + static_cast<std::size_t>(begin) * es, weight.dtype, count, piece.data());
+    recorder.upload(std::as_bytes(std::span(piece.data(), count)), byte_range(t, begin, static_cast<std::int64_t>(count)));
+  }
+  return t;
+}
+
+Tensor VulkanBackend::empty(Shape shape) {
+  for (const std::int64_t d : shape) {
+    MF_CHECK(d >= 0, ShapeError, "[empty] shape ", format::shape_string(shape), " has a negative dimension");
+  }
+  const auto bytes = static_cast<VkDeviceSize>(format::element_count(shape)) * sizeof(float);
+  return Tensor(allocate(bytes, "an activation"), Dtype::f32, std::move(shape));
+}
+
+void VulkanBackend::upload(std::span<const float> src, Tensor& dst) {
+  f32_storage_of(dst, *context_, "upload", "dst");
+  MF_CHECK(static_cast<std::int64_t>(src.size()) == dst.numel(), ShapeError, "[upload] ", src.size(),
+           " floats into a tensor of shape ", format::shape_string(dst.shape()), " (", dst.numel(),
+           " elements); sizes must match");
+  if (!src.empty()) context_->recorder.upload(std::as_bytes(src), byte_range(dst, 0, dst.numel()));
+}
+
+void VulkanBackend::download(const Tensor& src, std::span<float> dst) {
+  storage_of(src, *context_, "download", "src");
+  MF_CHECK(static_cast<std::int64_t>(dst.size()) == src.numel(), ShapeError, "[download] a tensor of shape ",
+           format::shape_string(src.shape()), " (", src.numel(), " elements) into ", dst.size(),
+           " floats; sizes must match");
+  const std::int64_t n = src.numel();
+  Recorder& recorder = context_->recorder;
+  if (n == 0) return;
+  if (src.dtype() == Dtype::f32) {
+    recorder.download(byte_range(src, 0, n), std::as_writable_bytes(dst));
+    return;
+  }
+  // A weight in its stored dtype: read the bytes back and widen them exactly, as format does.
+  const bool quantized = src.quantized();
+  const std::uint64_t bytes = format::stored_nbytes(src.dtype(), src.shape(), src.quant());
+  std::vector<std::byte> raw(bytes);
+  recorder.download(byte_range(src, 0, static_cast<std::int64_t>(bytes / element_bytes(src.dtype()))), raw);
+  if (quantized) {
+    const format::QuantLayout layout = format::quant_layout(src.shape(), src.quant());
+    format::dequantize_rows(raw.data(), layout, src.quant(), 0, layout.rows, dst.data());
+  } else {
+    format::to_f32(raw.data(), src.dtype(), static_cast<std::size_t>(n), dst.data());
+  }
+}
+
+void VulkanBackend::attention(const Tensor&, const Tensor&, const Tensor&, const AttentionOptions&, Tensor&) {
+  throw Unsupported("[vulkan] attention is not implemented yet; use backend='cpu'");
+}
+
+void VulkanBackend::moe_experts(const Tensor&, const MoeRouting&, std::span<const ExpertWeights>, Tensor&, bool) {
+  throw Unsupported("[vulkan] moe_experts is not implemented yet; use backend='cpu'");
+}
+
+}  // namespace vk
+
+std::vector<DeviceInfo> list_devices() {
+  std::unique_ptr<vk::Instance> instance;
+  try {
+    instance = std::make_unique<vk::Instance>(false);
+  } catch (const DeviceError&) {  // no Vulkan driver at all: no devices
+    return {};
+  }
+  std::vector<DeviceInfo> out;
+  const std::vector<VkPhysicalDevice> devices = instance->physical_devices();
+  for (std::size_t i = 0; i < devices.size(); ++i) out.push_back(vk::describe_device(devices[i], static_cast<int>(i)));
+  return out;
+}
+
+std::unique_ptr<Backend> create_vulkan_backend(const BackendOptions& options) {
+  return std::make_unique<vk::VulkanBackend>(vk::options_from_environment(options.device));
+}
+
+}  // namespace moeflux::backend

@@ -1,0 +1,53 @@
+// The Vulkan backend: tensors live in device memory (memory.h), ops record compute dispatches
+// (ops/, one file per family) into batches that download() submits and waits for. Weights keep
+// their stored dtype where the device has 16-bit storage; activations are f32.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "moeflux/backend/backend.h"
+#include "moeflux/backend/vulkan/context.h"
+
+namespace moeflux::backend::vk {
+
+class VulkanBackend final : public Backend {
+ public:
+  explicit VulkanBackend(const VulkanOptions& options);
+  ~VulkanBackend() override;
+
+  std::string name() const override { return "vulkan"; }
+  Context& context() { return *context_; }
+  const Device& device() const { return context_->device; }
+  void finish() { context_->recorder.finish(); }  // waits for all recorded work
+  // out [n, cols] = rows [first_row, first_row + n) of a quantized weight, widened exactly as
+  // format::dequantize_rows (ops/dequantize.cpp).
+  void dequantize(const Tensor& w, std::int64_t first_row, Tensor& out);
+
+  Tensor resident(const format::TensorView& weight) override;
+  Tensor empty(Shape shape) override;
+  void upload(std::span<const float> src, Tensor& dst) override;
+  void download(const Tensor& src, std::span<float> dst) override;
+
+  void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
+  void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
+  void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
+  void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionOptions& options, Tensor& out) override;
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
+  void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+                   Tensor& out, bool accumulate) override;
+
+ private:
+  std::shared_ptr<VulkanStorage> allocate(VkDeviceSize bytes, std::string_view what);  // device memory
+
+  std::shared_ptr<Context> context_;
+};
+
+}  // namespace moeflux::backend::vk

@@ -1,0 +1,28 @@
+// Included first by every shader: the extensions, and the weight element types. One of W_F32,
+// W_F16, W_BF16 picks how a weight buffer stores its floats: WEIGHT_T is the element type and
+// weight_to_float() widens one exactly (bf16 is read as uint16, the high half of a float32).
+#ifndef MOEFLUX_TYPES_GLSL
+#define MOEFLUX_TYPES_GLSL
+
+// Every #extension lives here, before any declaration, as GLSL requires.
+#if defined(W_F16) || defined(W_BF16)
+#extension GL_EXT_shader_16bit_storage : require
+#endif
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+
+// Macros, not functions: with 16-bit storage alone, 16-bit values may not be function arguments.
+#if defined(W_F32)
+#define WEIGHT_T float
+#define weight_to_float(v) (v)
+#elif defined(W_F16)
+#define WEIGHT_T float16_t
+#define weight_to_float(v) float(v)
+#elif defined(W_BF16)
+#define WEIGHT_T uint16_t
+#define weight_to_float(v) uintBitsToFloat(uint(v) << 16)
+#endif
+
+#endif

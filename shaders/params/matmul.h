@@ -1,0 +1,17 @@
+// matmul (matmul_vec, matmul_tiled): y[t, n] = x[t] . w[n] for t < T and the N rows of w bound.
+#ifndef MOEFLUX_PARAMS_MATMUL_H
+#define MOEFLUX_PARAMS_MATMUL_H
+#include "params/params.h"
+MF_PARAMS_BEGIN(MatmulParams)
+  MF_U32 x_offset;  // element offsets of each tensor inside its binding
+  MF_U32 w_offset;
+  MF_U32 y_offset;
+  MF_U32 T;         // rows of x
+  MF_U32 K;         // row length of x and w
+  MF_U32 N;         // rows of w in this dispatch
+  MF_U32 ldy;       // elements between rows of y (the full N)
+MF_PARAMS_END(MatmulParams)
+MF_PARAMS_CHECK(MatmulParams, T, 12)
+MF_PARAMS_CHECK(MatmulParams, ldy, 24)
+MF_PARAMS_SIZE(MatmulParams, 28)
+#endif

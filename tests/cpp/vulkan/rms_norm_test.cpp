@@ -1,0 +1,64 @@
+// rms_norm on Vulkan against the CPU backend: every weight dtype and configuration, widths from 1
+// to past 4096 (below, at and above the subgroup and workgroup sizes), zero-centered weights,
+// per-head views and in-place use.
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "moeflux/util/error.h"
+#include "vulkan_harness.h"
+
+namespace moeflux::test {
+namespace {
+
+class VulkanRmsNorm : public VulkanParamTest<OpCase> {};
+
+// A float32 mean of squares summed in another order, 1/sqrt and two products: a few ulps.
+constexpr double kRtol = 1e-5;
+
+TEST_P(VulkanRmsNorm, MatchesCpu) {
+  const OpCase c = GetParam();
+  const std::int64_t widths[] = {1, 7, 31, 32, 33, 63, 64, 65, 257, 4099};
+  unsigned seed = 100;
+  for (const std::int64_t C : widths) {
+    for (const bool zero_centered : {false, true}) {
+      SCOPED_TRACE(util::concat("C=", C, " zero_centered=", zero_centered));
+      const std::int64_t R = 1 + C % 5;
+      const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), ++seed, -2.0f, 2.0f);
+      const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), ++seed, -1.5f, 1.5f));
+      const backend::NormOptions options{.eps = 1e-6f, .zero_centered = zero_centered};
+      Guarded xc(*cpu_, {R, C}, x), outc(*cpu_, {R, C});
+      cpu_->rms_norm(xc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
+      Guarded xg(*gpu_, {R, C}, x), outg(*gpu_, {R, C});
+      const Tensor wg = gpu_->resident(w.view());
+      gpu_->rms_norm(xg.tensor(), wg, options, outg.tensor());
+      const std::vector<float> want = outc.values();
+      expect_near_cpu(outg.values(), want, kRtol, "rms_norm");
+      outg.expect_guards_intact("rms_norm");
+      gpu_->rms_norm(xg.tensor(), wg, options, xg.tensor());  // in place
+      expect_near_cpu(xg.values(), want, kRtol, "rms_norm in place");
+      xg.expect_guards_intact("rms_norm in place");
+    }
+  }
+}
+
+TEST_P(VulkanRmsNorm, NormalisesEachHeadOfARowView) {
+  const OpCase c = GetParam();
+  const std::int64_t T = 3, heads = 5, D = 65;
+  const std::vector<float> all = random_values(static_cast<std::size_t>((T + 2) * heads * D), 13);
+  const StoredWeight w(c.dtype, {D}, random_values(static_cast<std::size_t>(D), 14));
+  const backend::NormOptions options{.eps = 1e-5f, .zero_centered = false};
+  Guarded bigc(*cpu_, {T + 2, heads, D}, all), outc(*cpu_, {T, heads, D});
+  cpu_->rms_norm(bigc.tensor().rows(1, T), cpu_->resident(w.view()), options, outc.tensor());
+  Guarded bigg(*gpu_, {T + 2, heads, D}, all), outg(*gpu_, {T, heads, D});
+  gpu_->rms_norm(bigg.tensor().rows(1, T), gpu_->resident(w.view()), options, outg.tensor());
+  expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_norm heads");
+  outg.expect_guards_intact("rms_norm heads");
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,
+                         ::testing::ValuesIn(op_cases({format::Dtype::f32, format::Dtype::f16, format::Dtype::bf16})),
+                         op_case_name);
+
+}  // namespace
+}  // namespace moeflux::test
