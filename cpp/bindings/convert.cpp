@@ -10,6 +10,7 @@
 #include "bindings.h"
 #include "moeflux/arch/registry.h"
 #include "moeflux/engine/convert_model.h"
+#include "moeflux/util/error.h"
 
 namespace py = pybind11;
 

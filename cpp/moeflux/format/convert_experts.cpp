@@ -81,8 +81,9 @@ BlockSource resolve_block(const ExpertLayerSpec& spec, const ExpertBlockSpec& bl
                           static_cast<std::uint64_t>(2 * block_elems));
   }
   const std::string switch_mlp = switch_mlp_prefix(spec.hf_prefix);
-  for (const std::string& stacked :
-       {spec.hf_prefix + "." + block.name, switch_mlp + "." + block.name + ".weight"}) {
+  std::vector<std::string> stacked_names{spec.hf_prefix + "." + block.name};
+  if (!switch_mlp.empty()) stacked_names.push_back(switch_mlp + "." + block.name + ".weight");
+  for (const std::string& stacked : stacked_names) {
     if (!sources.contains(stacked)) continue;
     SourceTensor source = sources.take_tensor(stacked);
     check_shape(source.view, stacked_shape, sources, stacked, stacked_meaning);
@@ -97,11 +98,12 @@ BlockSource resolve_block(const ExpertLayerSpec& spec, const ExpertBlockSpec& bl
       name = base + alias + ".weight";
     }
     MF_CHECK(sources.contains(name), FormatError, "[convert] tensor ", name,
-             " is missing from the checkpoint ", sources.dir(),
-             (gate_or_up ? util::concat(" (nor is there a fused ", fused, ")") : std::string()),
-             " (nor a stacked ", switch_mlp, ".", block.name,
-             ".weight); check that the checkpoint matches its config.json (", spec.n_experts,
-             " experts in layer ", spec.layer, ")");
+             " is missing from the checkpoint ", sources.dir(), " (nor is there a",
+             (gate_or_up ? util::concat(" fused ", fused, " or a") : ""), " stacked ", spec.hf_prefix, ".",
+             block.name,
+             (switch_mlp.empty() ? "" : util::concat(" or ", switch_mlp, ".", block.name, ".weight")),
+             "); check that the checkpoint matches its config.json (", spec.n_experts, " experts in layer ",
+             spec.layer, ")");
     source.per_expert.push_back(sources.take_tensor(name));
     check_shape(source.per_expert.back().view, block.shape, sources, name,
                 util::concat("expert ", e, " ", block.name));
