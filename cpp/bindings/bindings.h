@@ -8,6 +8,7 @@ namespace moeflux::bindings {
 void init_errors(pybind11::module_& m);
 void init_model(pybind11::module_& m);
 void init_convert(pybind11::module_& m);
+void init_devices(pybind11::module_& m);
 void init_testing(pybind11::module_& m);  // private: moeflux._core._testing
 
 }  // namespace moeflux::bindings

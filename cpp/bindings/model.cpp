@@ -40,9 +40,10 @@ experts::IoMode parse_io(const std::string& io) {
 class PyModel {
  public:
   PyModel(const std::string& path, const std::string& backend, int threads, bool record_router_logits,
-          std::optional<int> experts_per_token, std::optional<std::uint64_t> cache_bytes, const std::string& io)
+          std::optional<int> experts_per_token, std::optional<std::uint64_t> cache_bytes, const std::string& io,
+          const std::string& device)
       : faults_(std::make_shared<ReadFaults>()) {
-    engine::EngineOptions options{backend, threads, experts_per_token, cache_bytes.value_or(0), parse_io(io), {}};
+    engine::EngineOptions options{backend, threads, experts_per_token, cache_bytes.value_or(0), parse_io(io), {}, device};
     options.read_fault = [faults = faults_](int layer, int expert) { return faults->next(layer, expert); };
     py::gil_scoped_release release;
     auto e = std::make_shared<Engine>(path, options);
@@ -155,10 +156,10 @@ py::dict info_dict(const PyModel& model) {
 void init_model(py::module_& m) {
   py::class_<PyModel>(m, "Model")
       .def(py::init<const std::string&, const std::string&, int, bool, std::optional<int>, std::optional<std::uint64_t>,
-                    const std::string&>(),
+                    const std::string&, const std::string&>(),
            py::arg("path"), py::kw_only(), py::arg("backend") = "cpu", py::arg("threads") = 0,
            py::arg("record_router_logits") = false, py::arg("experts_per_token") = py::none(),
-           py::arg("cache_bytes") = py::none(), py::arg("io") = "direct")
+           py::arg("cache_bytes") = py::none(), py::arg("io") = "direct", py::arg("device") = "")
       .def("forward", &PyModel::forward, py::arg("tokens"), py::kw_only(), py::arg("logits") = "all",
            "Runs token ids after the session's tokens; float32 logits [n, vocab] (n = len(tokens), or 1 for 'last').")
       .def("reset", &PyModel::reset, "Forgets every token and the routing trace.")

@@ -6,5 +6,6 @@ PYBIND11_MODULE(_core, m) {
   moeflux::bindings::init_errors(m);
   moeflux::bindings::init_model(m);
   moeflux::bindings::init_convert(m);
+  moeflux::bindings::init_devices(m);
   moeflux::bindings::init_testing(m);
 }

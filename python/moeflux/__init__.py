@@ -6,6 +6,8 @@ Open a packed model with ``moeflux.Model``, convert a Hugging Face checkpoint wi
 
 from __future__ import annotations
 
+from typing import Any
+
 from .convert import convert
 from .errors import (
     BudgetError,
@@ -26,6 +28,7 @@ __all__ = [
     "Model",
     "Routing",
     "convert",
+    "devices",
     "supported_model_types",
     "Error",
     "ConfigError",
@@ -44,3 +47,13 @@ def supported_model_types() -> list[str]:
     from . import _core
 
     return list(_core.supported_model_types())
+
+
+def devices() -> list[dict[str, Any]]:
+    """The Vulkan devices: dicts with index, name, type, api_version, driver, memory_heaps,
+    max_storage_buffer_range, features, usable and missing (what moeflux needs that the device
+    lacks). Pass an index or part of a name as ``Model(..., backend="vulkan", device=...)``.
+    Empty without a Vulkan driver; raises ``Unsupported`` when moeflux was built without Vulkan."""
+    from . import _core
+
+    return list(_core.devices())

@@ -76,7 +76,8 @@ Tensor CpuBackend::resident(const format::TensorView& weight) {
   if (w.dtype == Dtype::f32 && reinterpret_cast<std::uintptr_t>(w.data) % alignof(float) != 0) {
     // Only hand-made views get here: the packed format aligns every tensor to 4 KiB.
     Tensor t = empty(weight.shape);
-    if (t.numel() > 0) std::memcpy(data_of(t, "resident", "weight"), w.data, static_cast<std::size_t>(t.numel()) * sizeof(float));
+    const auto bytes = static_cast<std::size_t>(t.numel()) * sizeof(float);
+    if (bytes > 0) std::memcpy(data_of(t, "resident", "weight"), w.data, bytes);
     return t;
   }
   const std::size_t nbytes = format::stored_nbytes(weight.dtype, weight.shape, w.quant);

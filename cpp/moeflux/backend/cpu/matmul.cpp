@@ -1,6 +1,6 @@
 // matmul: y = x w^T, split over the backend's pool by rows of w (OpenBLAS runs single-threaded, so
 // the bits never depend on the thread count). f32 weights: sgemv / sgemm per block of rows. 16-bit
-// and quantized: up to kMaxMatvecT rows of x (decode) take the fused row kernels; more (prefill)
+// and quantized: up to kFusedRows rows of x (decode) take the fused row kernels; more (prefill)
 // dequantize a tile of w per task and multiply it with sgemm.
 #include <cblas.h>
 
@@ -16,27 +16,27 @@
 namespace moeflux::backend::cpu {
 namespace {
 
-blasint blas_dim(std::int64_t n) {
-  MF_CHECK(n <= std::numeric_limits<blasint>::max(), Unsupported, "[matmul] dimension ", n,
-           " exceeds what the BLAS interface addresses");
-  return static_cast<blasint>(n);
-}
-
 // Rows of w per prefill task: a tile of about 512 KiB of float32, which stays in L2 while sgemm packs
 // it. A function of K alone, like decode_rows of N, so the split never depends on the thread count.
 std::int64_t tile_rows(std::int64_t K) { return std::clamp<std::int64_t>((1 << 17) / K, 16, 256) / 16 * 16; }
 
+// Up to this many rows of x, the fused kernels beat dequantizing tiles for sgemm (measured with
+// 768 x 2048 at 8 to 2 bits: a pass of 4 rows costs about a third of the tile path).
+constexpr std::int64_t kFusedRows = 8;
+
 // Rows of w per decode task: enough tasks to balance up to 64 threads, enough rows to amortise a claim.
 std::int64_t decode_rows(std::int64_t N) { return std::max<std::int64_t>(16, (N + 63) / 64); }
 
-// y[:, 0..rows) (row stride N) = x [T, K] . w [rows, K]^T, one BLAS thread.
+// y[:, 0..rows) (row stride N) = x [T, K] . w [rows, K]^T, one BLAS thread. Dimensions were
+// checked by weight_matmul (workers must not throw).
 void blas_rows(const float* x, const float* w, std::int64_t T, std::int64_t K, std::int64_t rows,
                std::int64_t N, float* y) {
+  const auto t = static_cast<blasint>(T), k = static_cast<blasint>(K), r = static_cast<blasint>(rows),
+             n = static_cast<blasint>(N);
   if (T == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, blas_dim(rows), blas_dim(K), 1.0f, w, blas_dim(K), x, 1, 0.0f, y, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, r, k, 1.0f, w, k, x, 1, 0.0f, y, 1);
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_dim(T), blas_dim(rows), blas_dim(K), 1.0f, x,
-                blas_dim(K), w, blas_dim(K), 0.0f, y, blas_dim(N));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, r, k, 1.0f, x, k, w, k, 0.0f, y, n);
   }
 }
 
@@ -49,6 +49,10 @@ void weight_matmul(const float* x, std::int64_t T, const WeightRef& w, float* y,
     std::fill_n(y, T * N, 0.0f);
     return;
   }
+  for (const std::int64_t d : {T, K, N}) {
+    MF_CHECK(d <= std::numeric_limits<blasint>::max(), Unsupported, "[matmul] dimension ", d,
+             " exceeds what the BLAS interface addresses");
+  }
   // Each task owns whole rows of w, hence whole columns of y: every element has one owner.
   const auto split = [&](std::int64_t rows, auto&& body) {
     ctx.pool.run((N + rows - 1) / rows, [&](std::int64_t task, int thread) {
@@ -59,7 +63,7 @@ void weight_matmul(const float* x, std::int64_t T, const WeightRef& w, float* y,
   if (w.dtype == Dtype::f32) {
     MF_ASSERT(reinterpret_cast<std::uintptr_t>(w.data) % alignof(float) == 0, "unaligned f32 weight");
     const auto* wf = reinterpret_cast<const float*>(w.data);
-    split(T <= kMaxMatvecT ? decode_rows(N) : tile_rows(K), [&](std::int64_t first, std::int64_t last, int) {
+    split(T <= kFusedRows ? decode_rows(N) : tile_rows(K), [&](std::int64_t first, std::int64_t last, int) {
       blas_rows(x, wf + first * K, T, K, last - first, N, y + first);
     });
     return;
@@ -69,10 +73,12 @@ void weight_matmul(const float* x, std::int64_t T, const WeightRef& w, float* y,
   float* permuted = ctx.scratch.x.reserve(T * K);
   if (kernels.permute(w.quantized() ? w.quant.bits : 0, x, T, K, permuted)) px.x = permuted;
 
-  if (T <= kMaxMatvecT) {
+  if (T <= kFusedRows) {
+    float* xsum = nullptr;
+    const std::int64_t groups = w.quantized() ? w.layout.groups_per_row : 0;
     if (w.quantized()) {
-      const std::int64_t groups = w.layout.groups_per_row, G = w.quant.group_size;
-      float* xsum = ctx.scratch.xsum.reserve(T * groups);
+      const std::int64_t G = w.quant.group_size;
+      xsum = ctx.scratch.xsum.reserve(T * groups);
       for (std::int64_t t = 0; t < T; ++t) {
         for (std::int64_t g = 0; g < groups; ++g) {
           float sum = 0.0f;
@@ -80,10 +86,14 @@ void weight_matmul(const float* x, std::int64_t T, const WeightRef& w, float* y,
           xsum[t * groups + g] = sum;
         }
       }
-      px.xsum = xsum;
     }
+    // Tokens in chunks of kMaxMatvecT per pass over a task's rows (the second pass hits cache).
     split(decode_rows(N), [&](std::int64_t first, std::int64_t last, int) {
-      kernels.matvec_rows(px, w, first, last, y, N);
+      for (std::int64_t t = 0; t < T; t += kMaxMatvecT) {
+        const PreparedX chunk{px.x + t * K, xsum == nullptr ? nullptr : xsum + t * groups,
+                              std::min(kMaxMatvecT, T - t), K};
+        kernels.matvec_rows(chunk, w, first, last, y + t * N, N);
+      }
     });
     return;
   }

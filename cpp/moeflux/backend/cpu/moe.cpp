@@ -107,7 +107,8 @@ void CpuBackend::moe_experts(const Tensor& x, const MoeRouting& routing,
       weights.push_back(routing.weights[s]);
     }
     if (tokens.empty()) continue;
-    const ExpertRefs expert{aligned(refs[e].gate, moe_scratch_.gate_w), aligned(refs[e].up, moe_scratch_.up_w),
+    const ExpertRefs expert{aligned(refs[e].gate, moe_scratch_.gate_w),
+                            aligned(refs[e].up, moe_scratch_.up_w),
                             aligned(refs[e].down, moe_scratch_.down_w)};
     moe_expert_accumulate(xs, H, tokens, weights, expert, moe_scratch_, context, o);
   }
