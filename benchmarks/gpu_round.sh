@@ -11,10 +11,13 @@ mkdir -p "$out"
 source .devdebs/prelude.sh .devdebs > "$out/prelude.log" 2>&1
 
 echo "== build" | tee "$out/build.log"
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEFLUX_BUILD_TESTS=ON >> "$out/build.log" 2>&1
-cmake --build build/gpu -j16 >> "$out/build.log" 2>&1
-ctest --test-dir build/gpu -j8 --output-on-failure > "$out/ctest.log" 2>&1 || { tail -30 "$out/ctest.log"; exit 1; }
-tail -3 "$out/ctest.log"
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEFLUX_BUILD_TESTS=${TESTS:-ON} \
+  -DMOEFLUX_VULKAN=${VULKAN:-ON} >> "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+cmake --build build/gpu -j16 >> "$out/build.log" 2>&1 || { grep -m5 -A5 error "$out/build.log"; exit 1; }
+if [ "${TESTS:-ON}" = ON ]; then
+  ctest --test-dir build/gpu -j8 --output-on-failure > "$out/ctest.log" 2>&1 || { tail -30 "$out/ctest.log"; exit 1; }
+  tail -3 "$out/ctest.log"
+fi
 mkdir -p build/pypkg/moeflux
 cp -r python/moeflux/. build/pypkg/moeflux/
 cp build/gpu/cpp/_core*.so build/pypkg/moeflux/
@@ -31,9 +34,11 @@ lfile="$model/experts/layer_000.bin"
 
 echo "== raw io_uring reads (record size $stride bytes)"
 for qd in 8 64; do
-  sync; echo 3 > /proc/sys/vm/drop_caches || true
-  ./build/gpu/benchmarks/io_uring_bench "$lfile" "$stride" "$qd" 5 | tee -a "$out/io_uring_bench.jsonl"
+  for mode in steady batch; do
+    sync; echo 3 > /proc/sys/vm/drop_caches || true
+    ./build/gpu/benchmarks/io_uring_bench "$lfile" "$stride" "$qd" 4 "$mode" | tee -a "$out/io_uring_bench.jsonl"
+  done
 done
 
 echo "== decode, cold page cache"
-python3 benchmarks/bench_decode.py "$model" --budgets all,0.5,0.25,min --tokens "$tokens" --cold | tee "$out/decode.log"
+python3 benchmarks/bench_decode.py "$model" --budgets ${BUDGETS:-all,0.5,0.25,min} --tokens "$tokens" --cold | tee "$out/decode.log"
