@@ -69,16 +69,21 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     model.forward(prompt, logits="last")
     prefill_s = time.perf_counter() - t0
     model.reset_stats()
+    # Random weights make greedy decoding repeat itself, and a repeated token repeats its experts:
+    # feeding random tokens instead gives every step fresh (uniform) routing, the cache's worst case.
+    feed = np.random.default_rng(1).integers(0, vocab, size=args.tokens, dtype=np.int32)
     token = [int(prompt[-1])]
     t0 = time.perf_counter()
-    for _ in range(args.tokens):
+    for i in range(args.tokens):
         logits = model.forward(token, logits="last")
-        token = [int(np.argmax(logits[0]))]
+        token = [int(feed[i]) if args.feed == "random" else int(np.argmax(logits[0]))]
     decode_s = time.perf_counter() - t0
     s = model.stats()
     n = args.tokens
     return dict(
         budget=spec,
+        feed=args.feed,
+        tokens=args.tokens,
         cache_bytes=s["cache_bytes"],
         dense_bytes=s["dense_bytes"],
         cold=cold,
@@ -106,6 +111,8 @@ def main() -> None:
     parser.add_argument("--io", default="direct", choices=["direct", "buffered"])
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--experts-per-token", type=int, default=None)
+    parser.add_argument("--feed", default="random", choices=["random", "greedy"],
+                        help="next input token: random (fresh routing every step) or the greedy choice")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each budget (root)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one budget, print JSON
     args = parser.parse_args()

@@ -9,9 +9,12 @@ tokens=${2:-32}
 out=${OUT:-bench-out}
 mkdir -p "$out"
 source .devdebs/prelude.sh .devdebs > "$out/prelude.log" 2>&1
+# The distribution's compiler: a toolchain that links libstdc++ statically would give the extension a
+# second libstdc++ beside NumPy's.
+export CC=/usr/bin/gcc CXX=/usr/bin/g++
 
 echo "== build" | tee "$out/build.log"
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOEFLUX_BUILD_TESTS=${TESTS:-ON} \
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=$CXX -DMOEFLUX_BUILD_TESTS=${TESTS:-ON} \
   -DMOEFLUX_VULKAN=${VULKAN:-ON} >> "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
 cmake --build build/gpu -j16 >> "$out/build.log" 2>&1 || { grep -m5 -A5 error "$out/build.log"; exit 1; }
 if [ "${TESTS:-ON}" = ON ]; then
