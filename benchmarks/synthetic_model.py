@@ -31,6 +31,7 @@ SHAPES = {
     ),
 }
 FILE_ALIGN, BLOCK_ALIGN, SECTION_ALIGN = 4096, 256, 256
+EMBED_GAIN, OUTPUT_GAIN = 4.0, 0.1  # see write(): keeps routing token-dependent
 
 
 def align(n: int, a: int) -> int:
@@ -50,12 +51,12 @@ def quant_layout(rows: int, cols: int, bits: int, group: int) -> tuple[int, int,
     return row_bytes, scales, biases, align(biases + scale_bytes, SECTION_ALIGN)
 
 
-def quantized_tensor(rng: np.random.Generator, rows: int, cols: int, bits: int, group: int) -> bytes:
-    """Random q values with one scale/bias per tensor, chosen so that w has std ~ 1/sqrt(cols)."""
+def quantized_tensor(rng: np.random.Generator, rows: int, cols: int, bits: int, group: int, gain: float = 1.0) -> bytes:
+    """Random q values with one scale/bias per tensor, chosen so that w has std ~ gain/sqrt(cols)."""
     row_bytes, scales_at, biases_at, nbytes = quant_layout(rows, cols, bits, group)
     levels = (1 << bits) - 1
     q_std = math.sqrt(((levels + 1) ** 2 - 1) / 12)  # std of a uniform integer on [0, levels]
-    scale = 1.0 / (q_std * math.sqrt(cols))
+    scale = gain / (q_std * math.sqrt(cols))
     out = np.zeros(nbytes, np.uint8)
     out[: rows * row_bytes] = np.frombuffer(rng.bytes(rows * row_bytes), np.uint8)
     n_groups = rows * (cols // group)
@@ -94,22 +95,24 @@ def write(out: Path, shape: str, layers: int, expert_bits: int, dense_bits: int 
     dense_entries: list[dict] = []
     with open(out / "dense.bin", "wb") as f:
 
-        def put(name: str, shape_: tuple[int, ...], quantizable: bool, norm: bool = False) -> None:
+        def put(name: str, shape_: tuple[int, ...], quantizable: bool, norm: bool = False, gain: float = 1.0) -> None:
             offset = align(f.tell(), FILE_ALIGN)
             f.seek(offset)
             entry = dict(name=name, shape=list(shape_), offset=offset)
             if quantizable and dense_bits:
-                data = quantized_tensor(rng, shape_[0], shape_[1], dense_bits, group)
+                data = quantized_tensor(rng, shape_[0], shape_[1], dense_bits, group, gain)
                 entry.update(dtype=f"q{dense_bits}", group_size=group, scale_dtype="bf16")
             else:
-                scale = 0.02 if norm else 1.0 / math.sqrt(shape_[-1])
+                scale = 0.02 if norm else gain / math.sqrt(shape_[-1])
                 data = float_tensor(rng, shape_, scale, 1.0 if norm else 0.0)
                 entry.update(dtype="bf16")
             f.write(data)
             entry["nbytes"] = len(data)
             dense_entries.append(entry)
 
-        put("model.embed_tokens.weight", (V, H), True)
+        # Token identity must dominate the residual stream, or every token routes alike: large
+        # embeddings, small layer outputs (o_proj, down_proj).
+        put("model.embed_tokens.weight", (V, H), True, gain=EMBED_GAIN * math.sqrt(H))
         for L in range(layers):
             p = f"model.layers.{L}."
             put(p + "input_layernorm.weight", (H,), False, norm=True)
@@ -117,7 +120,7 @@ def write(out: Path, shape: str, layers: int, expert_bits: int, dense_bits: int 
             put(p + "self_attn.q_proj.weight", (nh * D, H), True)
             put(p + "self_attn.k_proj.weight", (nkv * D, H), True)
             put(p + "self_attn.v_proj.weight", (nkv * D, H), True)
-            put(p + "self_attn.o_proj.weight", (H, nh * D), True)
+            put(p + "self_attn.o_proj.weight", (H, nh * D), True, gain=OUTPUT_GAIN)
             put(p + "self_attn.q_norm.weight", (D,), False, norm=True)
             put(p + "self_attn.k_norm.weight", (D,), False, norm=True)
             put(p + "mlp.gate.weight", (E, H), False)
@@ -141,7 +144,8 @@ def write(out: Path, shape: str, layers: int, expert_bits: int, dense_bits: int 
             for _ in range(E):
                 record = bytearray(stride)
                 for b in blocks:
-                    record[b["offset"] : b["offset"] + b["nbytes"]] = quantized_tensor(rng, *b["shape"], expert_bits, group)
+                    gain = OUTPUT_GAIN if b["name"] == "down_proj" else 1.0
+                    record[b["offset"] : b["offset"] + b["nbytes"]] = quantized_tensor(rng, *b["shape"], expert_bits, group, gain)
                 f.write(record)
         expert_layers.append(dict(layer=L, file=path, n_experts=E, stride=stride, blocks=blocks))
 
