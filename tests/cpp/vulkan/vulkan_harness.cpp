@@ -114,4 +114,18 @@ format::TensorView StoredWeight::view() const {
   return v;
 }
 
+QuantizedWeight::QuantizedWeight(const format::QuantParams& p, backend::Shape s, std::span<const float> v)
+    : params(p), shape(std::move(s)) {
+  const format::QuantLayout layout = format::quant_layout(shape, params);
+  bytes.resize(layout.nbytes);
+  values.resize(v.size());
+  format::quantize(v.data(), layout, params, bytes.data());
+  format::dequantize_rows(bytes.data(), layout, params, 0, layout.rows, values.data());
+}
+
+format::TensorView QuantizedWeight::view(std::string name) const {
+  return {std::move(name), format::quantized_dtype(params.bits), shape, bytes.data(), bytes.size(),
+          params.group_size, params.scale_dtype};
+}
+
 }  // namespace moeflux::test

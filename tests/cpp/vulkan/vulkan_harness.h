@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/format/quant.h"
 #include "ops/harness.h"
 
 namespace moeflux::test {
@@ -82,6 +83,17 @@ struct StoredWeight {
   format::Dtype dtype;
   backend::Shape shape;
   std::vector<std::byte> bytes;
+};
+
+// A quantized weight: values quantized with format::quantize, its bytes (kept alive for the CPU
+// backend) and its exactly dequantized values.
+struct QuantizedWeight {
+  QuantizedWeight(const format::QuantParams& params, backend::Shape shape, std::span<const float> values);
+  format::TensorView view(std::string name = "test.weight") const;
+  format::QuantParams params;
+  backend::Shape shape;
+  std::vector<std::byte> bytes;
+  std::vector<float> values;  // dequantized, [rows, cols]
 };
 
 }  // namespace moeflux::test

@@ -9,9 +9,15 @@
 #include "moeflux/backend/vulkan/structs.h"
 #include "moeflux/util/error.h"
 #include "params/add.h"
+#include "params/attention.h"
+#include "params/attention_combine.h"
 #include "params/dequantize.h"
 #include "params/embedding.h"
+#include "params/embedding_q.h"
+#include "params/fill.h"
 #include "params/matmul.h"
+#include "params/matmul_q.h"
+#include "params/moe_accumulate.h"
 #include "params/rms_norm.h"
 #include "params/rope.h"
 #include "params/sigmoid_mul.h"
@@ -35,6 +41,14 @@ constexpr ShaderSpec kShaders[] = {
     {"add", 3, sizeof(AddParams), 256},
     {"sigmoid_mul", 3, sizeof(SigmoidMulParams), 256},
     {"dequantize", 4, sizeof(DequantizeParams), 256},
+    {"embedding_q", 5, sizeof(EmbeddingQParams), 64},
+    {"matmul_vec_q", 5, sizeof(MatmulQParams), 128},
+    {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},
+    {"attention_split", 4, sizeof(AttentionParams), 128},
+    {"attention_combine", 2, sizeof(AttentionCombineParams), 128},
+    {"attention_prefill", 4, sizeof(AttentionParams), 128},
+    {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},
+    {"fill", 1, sizeof(FillParams), 256},
 };
 
 const ShaderSpec& spec_of(std::string_view shader) {

@@ -1,5 +1,5 @@
-// VulkanBackend's memory side (resident weights, empty tensors, uploads and downloads), the ops
-// not written yet, and the entry points of backend/devices.h.
+// VulkanBackend's memory side (resident weights, empty tensors, uploads and downloads) and the
+// entry points of backend/devices.h; the ops live in ops/.
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 
 #include <algorithm>
@@ -113,14 +113,6 @@ void VulkanBackend::download(const Tensor& src, std::span<float> dst) {
   } else {
     format::to_f32(raw.data(), src.dtype(), static_cast<std::size_t>(n), dst.data());
   }
-}
-
-void VulkanBackend::attention(const Tensor&, const Tensor&, const Tensor&, const AttentionOptions&, Tensor&) {
-  throw Unsupported("[vulkan] attention is not implemented yet; use backend='cpu'");
-}
-
-void VulkanBackend::moe_experts(const Tensor&, const MoeRouting&, std::span<const ExpertWeights>, Tensor&, bool) {
-  throw Unsupported("[vulkan] moe_experts is not implemented yet; use backend='cpu'");
 }
 
 }  // namespace vk

@@ -46,6 +46,10 @@ class VulkanBackend final : public Backend {
 
  private:
   std::shared_ptr<VulkanStorage> allocate(VkDeviceSize bytes, std::string_view what);  // device memory
+  // The quantized paths of matmul and embedding, after their checks (ops/quantized.cpp).
+  void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y);
+  void embedding_quantized(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out);
+  void fill(Tensor& out, float value);  // ops/moe.cpp
 
   std::shared_ptr<Context> context_;
 };

@@ -33,11 +33,10 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
   MF_CHECK(w.dim(1) == K && y.dim(0) == T && y.dim(1) == N, ShapeError, "[matmul] x ",
            format::shape_string(x.shape()), " times w^T with w ", format::shape_string(w.shape()), " into y ",
            format::shape_string(y.shape()), "; expected x [T, K], w [N, K], y [T, N]");
-  MF_CHECK(!w.quantized(), Unsupported, "[vulkan] matmul with quantized weights (", format::dtype_name(w.dtype()),
-           ") is not implemented yet; use backend='cpu'");
   cpu::check_disjoint(x, y, "matmul", "x");
   cpu::check_disjoint(w, y, "matmul", "w");
   if (T == 0 || N == 0) return;
+  if (w.quantized()) return matmul_quantized(x, w, y);  // ops/quantized.cpp
   if (K == 0) {  // an empty sum
     const std::vector<float> zeros(static_cast<std::size_t>(T * N), 0.0f);
     upload(zeros, y);

@@ -18,7 +18,6 @@ void VulkanBackend::embedding(const Tensor& table, std::span<const std::int32_t>
   cpu::check_rank(out, 2, "embedding", "out");
   storage_of(table, ctx, "embedding", "table");
   f32_storage_of(out, ctx, "embedding", "out");
-  MF_CHECK(!table.quantized(), Unsupported, "[embedding] quantized tables are not implemented yet on vulkan");
   const std::int64_t V = table.dim(0), H = table.dim(1), T = static_cast<std::int64_t>(ids.size());
   MF_CHECK(out.dim(0) == T && out.dim(1) == H, ShapeError, "[embedding] out has shape ",
            format::shape_string(out.shape()), " but ", T, " ids into a table of shape ",
@@ -29,6 +28,7 @@ void VulkanBackend::embedding(const Tensor& table, std::span<const std::int32_t>
   }
   cpu::check_disjoint(table, out, "embedding", "the table");
   if (T == 0 || H == 0) return;
+  if (table.quantized()) return embedding_quantized(table, ids, out);  // ops/quantized.cpp
 
   const Pipeline& pipeline = ctx.pipelines.get(variant("embedding", table.dtype()));
   const Binding ids_binding = ctx.recorder.stage(std::as_bytes(ids));

@@ -1,0 +1,65 @@
+#version 450
+// matmul_vec_q: y = x w^T for T <= MAX_T rows of x (decode), w quantized. A team takes one row of
+// w: a subgroup with USE_SUBGROUP (several rows per workgroup, no barriers), else the workgroup
+// (shared-memory reduction); lanes stride over K one dequant8 block at a time (coalesced words).
+// Bindings: 0 x f32 [T, K], 1 q_words, 2 s_words, 3 b_words (uint), 4 y f32 [T, ldy].
+// Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
+#include "common/types.glsl"
+#include "common/grid.glsl"
+#define MAX_T 8
+#ifndef USE_SUBGROUP
+#define REDUCE_N MAX_T
+#include "common/reduce.glsl"
+#endif
+#include "params/matmul_q.h"
+
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer QW { uint q_words[]; };
+layout(std430, binding = 2) readonly buffer SW { uint s_words[]; };
+layout(std430, binding = 3) readonly buffer BW { uint b_words[]; };
+layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+
+#include "common/dequant.glsl"
+
+#ifdef USE_SUBGROUP
+#define TEAM_ID gl_SubgroupID
+#define TEAM_COUNT gl_NumSubgroups
+#define TEAM_LANE gl_SubgroupInvocationID
+#define TEAM_SIZE gl_SubgroupSize
+#else
+#define TEAM_ID 0
+#define TEAM_COUNT 1
+#define TEAM_LANE gl_LocalInvocationID.x
+#define TEAM_SIZE WG
+#endif
+
+void main() {
+  const QuantRows r = QuantRows(p.q_first, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
+  const uint K = p.K, blocks = K / 8;
+  const uint lane = TEAM_LANE;
+  for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
+    float acc[MAX_T];
+    for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    for (uint b = lane; b < blocks; b += TEAM_SIZE) {
+      float w[8];
+      dequant8(r, row, b * 8, w);
+      for (uint t = 0; t < MAX_T; ++t) {
+        if (t >= p.T) break;
+        const uint xi = p.x_offset + t * K + b * 8;
+        float s = 0.0;
+        for (uint i = 0; i < 8; ++i) s += w[i] * x[xi + i];
+        acc[t] += s;
+      }
+    }
+#ifdef USE_SUBGROUP
+    for (uint t = 0; t < MAX_T; ++t) {
+      if (t >= p.T) break;
+      const float total = subgroupAdd(acc[t]);
+      if (lane == t) y[p.y_offset + t * p.ldy + row] = total;  // constant indices keep acc in registers
+    }
+#else
+    workgroup_sums(acc);
+    if (lane < p.T) y[p.y_offset + lane * p.ldy + row] = reduce_total[lane];
+#endif
+  }
+}

@@ -1,0 +1,135 @@
+// attention on Vulkan against the CPU backend: n_past 0/5/300, T 1 and 7 (the split pass, chunks
+// combined) and 64 (query tiles), GQA 1 and 4, head dimensions 16 to 128, sliding windows, Dv != D,
+// long contexts, in every configuration (smallrange: keys in windows, the split pass everywhere).
+// Cache rows no query may see are NaN, so reading one fails the comparison.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "moeflux/util/error.h"
+#include "vulkan_harness.h"
+
+namespace moeflux::test {
+namespace {
+
+// Relative to sum_j p_j |v_j|: an online softmax rounds differently from the CPU's, by ~1e-7 per
+// score and per partial sum.
+constexpr double kRtol = 1e-5;
+
+struct Case {
+  std::int64_t T, n_past, nh, nkv, D, Dv, window;
+};
+
+std::int64_t first_key(std::int64_t position, std::int64_t window) {
+  return window > 0 ? std::max<std::int64_t>(0, position - window + 1) : 0;
+}
+
+// Random rows, NaN outside [the first key any query sees, the last query's position].
+std::vector<float> cache_values(const Case& c, std::int64_t capacity, std::int64_t row, unsigned seed) {
+  std::vector<float> values = random_values(static_cast<std::size_t>(capacity * row), seed);
+  const std::int64_t first = first_key(c.n_past, c.window), last = c.n_past + c.T - 1;
+  for (std::int64_t r = 0; r < capacity; ++r) {
+    if (r < first || r > last) std::fill_n(values.begin() + r * row, row, std::numeric_limits<float>::quiet_NaN());
+  }
+  return values;
+}
+
+// The error scale sum_j p_j |v_jd| per output, with p from a double-precision softmax.
+std::vector<double> error_scale(const Case& c, const std::vector<float>& q, const std::vector<float>& k,
+                                const std::vector<float>& v, float scale) {
+  std::vector<double> out(static_cast<std::size_t>(c.T * c.nh * c.Dv), 0.0);
+  for (std::int64_t t = 0; t < c.T; ++t) {
+    const std::int64_t position = c.n_past + t, first = first_key(position, c.window);
+    for (std::int64_t h = 0; h < c.nh; ++h) {
+      const std::int64_t g = h / (c.nh / c.nkv);
+      std::vector<double> s;
+      for (std::int64_t j = first; j <= position; ++j) {
+        double dot = 0.0;
+        for (std::int64_t d = 0; d < c.D; ++d) {
+          dot += static_cast<double>(q[static_cast<std::size_t>((t * c.nh + h) * c.D + d)]) *
+                 static_cast<double>(k[static_cast<std::size_t>((j * c.nkv + g) * c.D + d)]);
+        }
+        s.push_back(dot * static_cast<double>(scale));
+      }
+      const double max = *std::max_element(s.begin(), s.end());
+      double sum = 0.0;
+      for (double& x : s) sum += x = std::exp(x - max);
+      for (std::int64_t j = first; j <= position; ++j) {
+        const double p = s[static_cast<std::size_t>(j - first)] / sum;
+        for (std::int64_t d = 0; d < c.Dv; ++d) {
+          out[static_cast<std::size_t>((t * c.nh + h) * c.Dv + d)] +=
+              p * std::abs(static_cast<double>(v[static_cast<std::size_t>((j * c.nkv + g) * c.Dv + d)]));
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void check_attention(Backend& cpu, backend::vk::VulkanBackend& gpu, const Case& c, unsigned seed) {
+  SCOPED_TRACE(util::concat("T=", c.T, " n_past=", c.n_past, " nh=", c.nh, " nkv=", c.nkv, " D=", c.D, " Dv=", c.Dv,
+                            " window=", c.window));
+  const std::int64_t capacity = c.n_past + c.T + 3;
+  const std::vector<float> q = random_values(static_cast<std::size_t>(c.T * c.nh * c.D), seed, -2.0f, 2.0f);
+  const std::vector<float> k = cache_values(c, capacity, c.nkv * c.D, seed + 1);
+  const std::vector<float> v = cache_values(c, capacity, c.nkv * c.Dv, seed + 2);
+  const backend::AttentionOptions options{.scale = 1.0f / std::sqrt(static_cast<float>(c.D)), .n_past = c.n_past,
+                                          .sliding_window = c.window};
+  auto run = [&](Backend& b) {
+    Guarded qt(b, {c.T, c.nh, c.D}, q), kt(b, {capacity, c.nkv, c.D}, k), vt(b, {capacity, c.nkv, c.Dv}, v);
+    Guarded out(b, {c.T, c.nh, c.Dv});
+    b.attention(qt.tensor(), kt.tensor(), vt.tensor(), options, out.tensor());
+    out.expect_guards_intact("attention");
+    return out.values();
+  };
+  const std::vector<float> want = run(cpu), got = run(gpu);
+  expect_near_cpu(got, want, error_scale(c, q, k, v, options.scale), kRtol, "attention");
+}
+
+class VulkanAttention : public VulkanParamTest<OpCase> {};
+
+TEST_P(VulkanAttention, MatchesCpu) {
+  unsigned seed = 1200;
+  for (const std::int64_t n_past : {0, 5, 300}) {
+    for (const std::int64_t T : {1, 7, 64}) {
+      for (const std::int64_t gqa : {1, 4}) {
+        for (const std::int64_t D : {16, 32, 64, 128}) {
+          for (const std::int64_t window : {0, 37}) {
+            check_attention(*cpu_, *gpu_, {T, n_past, 2 * gqa, 2, D, D, window}, seed += 3);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(VulkanAttention, OddShapes) {
+  const Case cases[] = {
+      {1, 0, 1, 1, 1, 1, 0},          // one of everything
+      {9, 0, 3, 1, 20, 20, 0},        // the smallest query tile count, MQA, odd D
+      {33, 4, 6, 3, 64, 32, 0},       // Dv != D
+      {17, 11, 4, 2, 256, 256, 5},    // the query tiles' largest D, a window shorter than T
+      {12, 2, 2, 1, 320, 96, 0},      // D past the query tiles: the split pass for prefill
+      {1, 4100, 8, 2, 64, 64, 0},     // a long context: many chunks
+      {3, 5000, 4, 4, 32, 32, 4097},  // a window inside a long context
+  };
+  unsigned seed = 1300;
+  for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanAttention, ::testing::ValuesIn(op_cases()), op_case_name);
+
+TEST_F(VulkanTest, AttentionErrors) {
+  Tensor q = gpu_->empty({1, 4, 8}), k = gpu_->empty({4, 3, 8}), v = gpu_->empty({4, 3, 8}), o = gpu_->empty({1, 4, 8});
+  EXPECT_THROW(gpu_->attention(q, k, v, {}, o), ShapeError);  // 3 KV heads do not divide 4
+  Tensor k2 = gpu_->empty({4, 2, 8}), v2 = gpu_->empty({4, 2, 8});
+  EXPECT_THROW(gpu_->attention(q, k2, v2, {.n_past = 4}, o), ShapeError);  // past the capacity
+  Tensor big_q = gpu_->empty({1, 2, 600}), big_k = gpu_->empty({4, 2, 600}), big_o = gpu_->empty({1, 2, 600});
+  EXPECT_THROW(gpu_->attention(big_q, big_k, big_k, {}, big_o), Unsupported);
+}
+
+}  // namespace
+}  // namespace moeflux::test
