@@ -88,9 +88,9 @@ def test_each_expert_is_read_at_most_once_when_everything_fits(packed):
     stats = model.stats()
     info = model.info
     distinct = len({(j, e) for j in range(len(info["moe_layers"])) for e in np.unique(model.routing.experts[:, j, :])})
-    assert stats["expert_misses"] <= len(info["moe_layers"]) * info["n_experts"]
-    assert stats["expert_misses"] >= distinct
-    assert stats["expert_bytes_read"] == stats["expert_misses"] * stats["cache_slot_bytes"] or stats["expert_bytes_read"] > 0
+    # Both runs route identically, so the second reads nothing: every distinct expert once.
+    assert stats["expert_misses"] == distinct
+    assert stats["expert_bytes_read"] == distinct * record_stride(packed(NAME))
     assert stats["expert_hits"] > 0
 
 
