@@ -41,9 +41,10 @@ class PyModel {
  public:
   PyModel(const std::string& path, const std::string& backend, int threads, bool record_router_logits,
           std::optional<int> experts_per_token, std::optional<std::uint64_t> cache_bytes, const std::string& io,
-          const std::string& device)
+          const std::string& device, std::optional<std::uint64_t> device_cache_bytes)
       : faults_(std::make_shared<ReadFaults>()) {
-    engine::EngineOptions options{backend, threads, experts_per_token, cache_bytes.value_or(0), parse_io(io), {}, device};
+    engine::EngineOptions options{backend, threads, experts_per_token, cache_bytes.value_or(0), 0, parse_io(io), {}, device};
+    options.device_cache_bytes = device_cache_bytes.value_or(0);
     options.read_fault = [faults = faults_](int layer, int expert) { return faults->next(layer, expert); };
     py::gil_scoped_release release;
     auto e = std::make_shared<Engine>(path, options);
@@ -116,6 +117,12 @@ py::dict stats_dict(PyModel& model) {
   d["cache_bytes"] = s.cache_bytes;
   d["io"] = s.io;
   d["dense_bytes"] = model.session().engine().dense_bytes();
+  engine::Engine& engine = model.session().engine();
+  for (const auto& [key, value] : engine.backend().stats()) d[py::str(key)] = value;  // "device_*"
+  const engine::BudgetPlan& plan = engine.plan();
+  for (const auto& [key, value] : plan.numbers()) d[py::str(key)] = value;
+  d["plan_host_source"] = plan.host_source;
+  d["plan_device_source"] = plan.device_source;
   return d;
 }
 
@@ -156,10 +163,11 @@ py::dict info_dict(const PyModel& model) {
 void init_model(py::module_& m) {
   py::class_<PyModel>(m, "Model")
       .def(py::init<const std::string&, const std::string&, int, bool, std::optional<int>, std::optional<std::uint64_t>,
-                    const std::string&, const std::string&>(),
+                    const std::string&, const std::string&, std::optional<std::uint64_t>>(),
            py::arg("path"), py::kw_only(), py::arg("backend") = "cpu", py::arg("threads") = 0,
            py::arg("record_router_logits") = false, py::arg("experts_per_token") = py::none(),
-           py::arg("cache_bytes") = py::none(), py::arg("io") = "direct", py::arg("device") = "")
+           py::arg("cache_bytes") = py::none(), py::arg("io") = "direct", py::arg("device") = "",
+           py::arg("device_cache_bytes") = py::none())
       .def("forward", &PyModel::forward, py::arg("tokens"), py::kw_only(), py::arg("logits") = "all",
            "Runs token ids after the session's tokens; float32 logits [n, vocab] (n = len(tokens), or 1 for 'last').")
       .def("reset", &PyModel::reset, "Forgets every token and the routing trace.")
@@ -174,10 +182,13 @@ void init_model(py::module_& m) {
       .def_property_readonly("weights", &PyModel::weights, "float32 [tokens, moe_layers, k] routing weights")
       .def_property_readonly("router_logits", &PyModel::router_logits,
                              "float32 [tokens, moe_layers, n_experts] raw router logits, or None")
-      .def("stats", &stats_dict, "Expert store counters since the last reset_stats(), and the cache plan.")
+      .def("stats", &stats_dict, "Expert store counters (host tier; device tier: device_*) since the last reset_stats(), and the budget plan (plan_*).")
       .def("_inject_read_errors", &PyModel::inject_read_errors, py::arg("errno"), py::kw_only(), py::arg("count") = 1,
            py::arg("layer") = -1, py::arg("expert") = -1, "Test hook: fail the next `count` expert reads with errno.")
-      .def("reset_stats", [](PyModel& self) { self.session().engine().store().reset_stats(); })
+      .def("reset_stats", [](PyModel& self) {
+        self.session().engine().store().reset_stats();
+        self.session().engine().backend().reset_stats();
+      })
       .def("generate",
            [](PyModel& self, const py::handle& prompt, int max_new_tokens, float temperature, int top_k, float top_p,
               std::uint64_t seed, std::vector<std::int32_t> stop_tokens) {

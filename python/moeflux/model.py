@@ -39,8 +39,11 @@ class Model:
     ``moeflux.devices()``; None: the first discrete GPU, else the first usable device).
     threads: CPU threads (0: all cores). record_router_logits: keep raw router
     logits in ``routing``. experts_per_token: override the model's top-k (experiments; the default
-    is always the model's own). cache_bytes: host memory for cached experts (None: every expert);
-    a budget below one layer's top-k raises ``BudgetError`` naming the smallest that works.
+    is always the model's own). cache_bytes: host memory for cached experts (None: planned from
+    free host memory, MemAvailable minus the dense weights and a margin, at most every expert).
+    device_cache_bytes: device memory for cached experts with backend="vulkan" (None: planned
+    from free device memory; ignored by the CPU backend). A budget below one layer's top-k raises
+    ``BudgetError`` naming the smallest that works. ``stats()`` shows the plan (``plan_*``).
     io: "direct" (O_DIRECT + io_uring, falling back to buffered reads where refused) or "buffered".
 
     >>> model = moeflux.Model("qwen3-packed")
@@ -59,6 +62,7 @@ class Model:
         cache_bytes: int | None = None,
         io: str = "direct",
         device: int | str | None = None,
+        device_cache_bytes: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._core = _core.Model(
@@ -70,6 +74,7 @@ class Model:
             cache_bytes=cache_bytes,
             io=io,
             device="" if device is None else str(device),
+            device_cache_bytes=device_cache_bytes,
         )
 
     # --- the model
@@ -187,7 +192,11 @@ class Model:
     # --- statistics
     def stats(self) -> dict[str, Any]:
         """Expert store counters since ``reset_stats()`` (hits, misses, hit rate, bytes read, read
-        wait and throughput, evictions) and the cache plan (slots, bytes, io mode, dense bytes)."""
+        wait and throughput, evictions), the host cache (slots, bytes, io mode, dense bytes), the
+        device tier with backend="vulkan" (``device_hits``, ``device_misses``, ``device_bytes_uploaded``,
+        ``device_evictions``, ``device_upload_seconds``, ``device_slots``, ``device_slot_bytes``,
+        ``device_cache_bytes``) and the budget plan (``plan_*``: chosen budgets, their sources
+        "given" / "planned" / "all experts" / "none", and the free memory they came from)."""
         return dict(self._core.stats())
 
     def reset_stats(self) -> None:

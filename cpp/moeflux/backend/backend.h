@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -32,8 +33,32 @@ struct AttentionOptions {
 };
 
 // One expert's weights as stored (f32/f16/bf16 or quantized): gate [I, H], up [I, H], down [H, I].
+// (layer, expert) names the record: its bytes never change during a model's life, so a backend may
+// cache them by it (-1: unnamed, never cached).
 struct ExpertWeights {
   format::TensorView gate, up, down;
+  int layer = -1;
+  std::int32_t expert = -1;
+};
+
+// The routed experts as a backend with a device tier sees them: per MoE layer, its decoder layer,
+// its expert count and one record's blocks (gate, up, down: name, dtype, shape, nbytes; no data).
+struct ExpertCacheLayout {
+  struct Layer {
+    int layer = 0;
+    int n_experts = 0;
+    std::vector<format::TensorView> blocks;
+  };
+  int k = 1;  // experts per token: the budget must hold one layer's k records
+  std::vector<Layer> layers;
+};
+
+// Device memory as the budget planner sees it (bytes of the device-local heaps).
+struct DeviceMemoryInfo {
+  std::uint64_t heap_bytes = 0;       // size of the device-local heaps
+  std::uint64_t free_bytes = 0;       // budget minus usage (memory-budget extension), else heap minus ours
+  std::uint64_t allocated_bytes = 0;  // device memory this backend holds
+  bool from_budget_extension = false;
 };
 
 // The routing of T tokens, on the host: experts and weights [T, k]. `unique` lists the experts
@@ -86,6 +111,18 @@ class Backend {
   // the unique experts into ascending batches passes true after the first, and gets the same bits.
   virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
                            std::span<const ExpertWeights> experts, Tensor& out, bool accumulate = false) = 0;
+
+  // --- device tier of the expert cache (backends that compute from host memory have none)
+  // Bytes of one device slot for `layout` (every record fits); 0: this backend has no device tier.
+  virtual std::uint64_t expert_slot_bytes(const ExpertCacheLayout& /*layout*/) const { return 0; }
+  // Makes slots for routed experts within budget_bytes (0: every expert); moe_experts then reads
+  // named experts from them. Throws BudgetError naming the smallest budget when k records do not fit.
+  virtual void configure_expert_cache(const ExpertCacheLayout& /*layout*/, std::uint64_t /*budget_bytes*/) {}
+  virtual DeviceMemoryInfo memory_info() const { return {}; }
+
+  // Counters since the last reset_stats(), by name (Vulkan: the device tier's "device_*").
+  virtual std::map<std::string, double> stats() const { return {}; }
+  virtual void reset_stats() {}
 };
 
 struct BackendOptions {
@@ -93,6 +130,8 @@ struct BackendOptions {
   int threads = 0;  // 0: all cores
   std::string device;  // vulkan: "" (the first discrete GPU, else the first usable), an index, or part of a name
 };
+// The device tier's budget is not a BackendOptions field: the engine plans it after the dense weights
+// are resident (memory_info) and passes it to configure_expert_cache.
 
 // Creates a backend by name; throws Unsupported naming the available ones.
 std::unique_ptr<Backend> create_backend(const BackendOptions& options);

@@ -10,10 +10,12 @@ Engine::Engine(const std::string& path, const EngineOptions& options) : backend_
     packed_ = format::PackedModel::open(path);
     const arch::Architecture& architecture = arch::find_architecture(packed_->config());
     backend_ = backend::create_backend({options.backend, options.threads, options.device});
+    const int k = options.experts_per_token.value_or(arch::experts_per_token(packed_->config()));
+    plan_ = plan_host(packed_->manifest(), k, options.cache_bytes, dense_bytes(), host_memory_available());
     experts::StoreOptions store;
-    store.cache_bytes = options.cache_bytes;
+    store.cache_bytes = plan_.host_cache_bytes;
     store.io = options.io;
-    store.experts_per_token = options.experts_per_token.value_or(arch::experts_per_token(packed_->config()));
+    store.experts_per_token = k;
     store.fault_injector = options.read_fault;
     try {
       store_ = std::make_unique<experts::ExpertStore>(packed_, store);
@@ -23,6 +25,10 @@ Engine::Engine(const std::string& path, const EngineOptions& options) : backend_
     }
     arch::ModelContext context{packed_, backend_.get(), store_.get(), {options.experts_per_token}};
     model_ = architecture.create(context);
+    // The device tier last: its plan sees the dense weights already resident.
+    const backend::ExpertCacheLayout layout = expert_layout(packed_->manifest(), k);
+    plan_device(plan_, k, options.device_cache_bytes, backend_->expert_slot_bytes(layout), backend_->memory_info());
+    if (plan_.device_slot_bytes > 0) backend_->configure_expert_cache(layout, plan_.device_cache_bytes);
   } catch (const Error& e) {
     e.rethrow_with("opening the model at " + path);
   }

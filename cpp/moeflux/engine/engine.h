@@ -10,6 +10,7 @@
 
 #include "moeflux/arch/model.h"
 #include "moeflux/backend/backend.h"
+#include "moeflux/engine/budget_plan.h"
 #include "moeflux/experts/expert_store.h"
 #include "moeflux/format/packed_model.h"
 
@@ -19,7 +20,8 @@ struct EngineOptions {
   std::string backend = "cpu";
   int threads = 0;                       // 0: all cores
   std::optional<int> experts_per_token;  // override the model's top-k (experiments)
-  std::uint64_t cache_bytes = 0;         // host expert cache; 0: every expert
+  std::uint64_t cache_bytes = 0;         // host expert cache; 0: planned from free host memory
+  std::uint64_t device_cache_bytes = 0;  // device tier (vulkan); 0: planned from free device memory
   experts::IoMode io = experts::IoMode::direct;
   std::function<int(int layer, int expert)> read_fault;  // test hook (experts::StoreOptions)
   std::string device;  // vulkan: "" (the first discrete GPU, else the first usable), an index, or part of a name
@@ -35,6 +37,8 @@ class Engine {
   arch::Model& model() { return *model_; }
   const format::PackedModel& packed() const { return *packed_; }
   experts::ExpertStore& store() { return *store_; }
+  backend::Backend& backend() { return *backend_; }
+  const BudgetPlan& plan() const { return plan_; }  // the budgets chosen and what they came from
   const std::string& backend_name() const { return backend_name_; }
   std::uint64_t dense_bytes() const;  // bytes of resident (dense) weights
 
@@ -44,6 +48,7 @@ class Engine {
   std::unique_ptr<experts::ExpertStore> store_;
   std::unique_ptr<arch::Model> model_;
   std::string backend_name_;
+  BudgetPlan plan_;
 };
 
 }  // namespace moeflux::engine

@@ -49,7 +49,7 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
     expert_weights.clear();
     for (const auto& record : records) {
       MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
-      expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2]});
+      expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2], config.layer, record.expert});
     }
     const backend::MoeRouting moe{T, k, routing.experts, routing.weights, batch};
     backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);

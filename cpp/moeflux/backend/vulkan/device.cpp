@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "moeflux/backend/vulkan/check.h"
@@ -140,8 +141,19 @@ Device::Device(const VulkanOptions& options) : instance_(options.validation) {
   f12.storageBuffer8BitAccess = features_.storage8 ? VK_TRUE : VK_FALSE;
   f12.shaderFloat16 = features_.float16 ? VK_TRUE : VK_FALSE;
   f12.timelineSemaphore = VK_TRUE;
+  std::uint32_t n_ext = 0;
+  check(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &n_ext, nullptr), "vkEnumerateDeviceExtensionProperties");
+  std::vector<VkExtensionProperties> extensions(n_ext);
+  check(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &n_ext, extensions.data()),
+        "vkEnumerateDeviceExtensionProperties");
+  for (const VkExtensionProperties& e : extensions) {
+    if (std::string_view(e.extensionName) == VK_EXT_MEMORY_BUDGET_EXTENSION_NAME) memory_budget_ = true;
+  }
+  const char* enabled[] = {VK_EXT_MEMORY_BUDGET_EXTENSION_NAME};
   auto create = vk_struct<VkDeviceCreateInfo>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
   create.pNext = &f11;
+  create.enabledExtensionCount = memory_budget_ ? 1 : 0;
+  create.ppEnabledExtensionNames = enabled;
   create.queueCreateInfoCount = transfer_family_ == compute_family_ ? 1 : 2;
   create.pQueueCreateInfos = queues;
   check(vkCreateDevice(physical_, &create, nullptr, &device_), "vkCreateDevice");

@@ -58,6 +58,9 @@ class Device {
   VkQueue transfer_queue() const { return transfer_queue_; }
   std::uint32_t transfer_family() const { return transfer_family_; }
 
+  // VK_EXT_memory_budget is enabled (the planner reads heap budgets and usage through it).
+  bool memory_budget() const { return memory_budget_; }
+
   bool validation_enabled() const { return instance_.validation_enabled(); }
   ValidationLog& validation_log() { return instance_.log(); }
 
@@ -71,6 +74,7 @@ class Device {
   VkPhysicalDeviceMemoryProperties memory_{};
   VkQueue compute_queue_ = VK_NULL_HANDLE, transfer_queue_ = VK_NULL_HANDLE;
   std::uint32_t compute_family_ = 0, transfer_family_ = 0;
+  bool memory_budget_ = false;
 };
 
 }  // namespace moeflux::backend::vk

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "moeflux/backend/vulkan/device_expert_cache.h"
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/format/dtype.h"
 #include "moeflux/format/quant.h"
@@ -32,38 +33,48 @@ std::shared_ptr<VulkanStorage> VulkanBackend::allocate(VkDeviceSize bytes, std::
   return std::make_shared<VulkanStorage>(context_, a, bytes);
 }
 
-Tensor VulkanBackend::resident(const format::TensorView& weight) {
+VulkanBackend::WeightForm VulkanBackend::weight_form(const format::TensorView& weight, std::string_view op) const {
   for (const std::int64_t d : weight.shape) {
-    MF_CHECK(d >= 0, ShapeError, "[resident] weight '", weight.name, "' has shape ",
+    MF_CHECK(d >= 0, ShapeError, "[", op, "] weight '", weight.name, "' has shape ",
              format::shape_string(weight.shape), " with a negative dimension");
   }
-  format::QuantParams quant{};
+  WeightForm form;
+  form.dtype = weight.dtype;
   if (format::is_quantized(weight.dtype)) {
-    MF_CHECK(weight.shape.size() == 2, ShapeError, "[resident] quantized weight '", weight.name, "' has shape ",
+    MF_CHECK(weight.shape.size() == 2, ShapeError, "[", op, "] quantized weight '", weight.name, "' has shape ",
              format::shape_string(weight.shape), "; quantized tensors are [rows, cols]");
-    quant = format::quant_params_of(weight);
-    format::check_quant_params(quant, weight.shape[1], "resident");
+    form.quant = format::quant_params_of(weight);
+    format::check_quant_params(form.quant, weight.shape[1], op);
   }
-  const std::uint64_t needed = format::stored_nbytes(weight.dtype, weight.shape, quant);
+  form.bytes = format::stored_nbytes(weight.dtype, weight.shape, form.quant);
+  if ((weight.dtype == Dtype::f16 || weight.dtype == Dtype::bf16) && !device().features().storage16) {
+    form.dtype = Dtype::f32;  // no 16-bit storage: widened on the host so every shader reads f32
+    form.bytes = static_cast<std::uint64_t>(weight.numel()) * sizeof(float);
+  }
+  return form;
+}
+
+Tensor VulkanBackend::weight_tensor(std::shared_ptr<VulkanStorage> storage, const WeightForm& form,
+                                    const Shape& shape) const {
+  return format::is_quantized(form.dtype) ? Tensor(std::move(storage), form.dtype, shape, form.quant)
+                                          : Tensor(std::move(storage), form.dtype, shape);
+}
+
+void VulkanBackend::write_weight(const format::TensorView& weight, const Tensor& t) {
+  const std::uint64_t needed = format::stored_nbytes(weight.dtype, weight.shape, t.quant());
   MF_CHECK(weight.nbytes >= needed && (weight.data != nullptr || needed == 0), FormatError, "[resident] weight '",
            weight.name, "' (", format::dtype_name(weight.dtype), " ", format::shape_string(weight.shape), ") needs ",
            needed, " bytes but its view holds ", weight.data == nullptr ? 0 : weight.nbytes,
            "; check the manifest entry");
-  const std::int64_t n = weight.numel();
   Recorder& recorder = context_->recorder;
-  const bool widen = (weight.dtype == Dtype::f16 || weight.dtype == Dtype::bf16) && !device().features().storage16;
-  if (!widen) {  // the stored bytes as they are: f32, 16-bit with 16-bit storage, quantized
-    auto storage = allocate(needed, weight.name);
-    Tensor t = format::is_quantized(weight.dtype) ? Tensor(std::move(storage), weight.dtype, weight.shape, quant)
-                                                  : Tensor(std::move(storage), weight.dtype, weight.shape);
+  if (t.dtype() == weight.dtype) {  // the stored bytes as they are: f32, 16-bit with 16-bit storage, quantized
     if (needed > 0) {
       const auto count = static_cast<std::int64_t>(needed / element_bytes(weight.dtype));
       recorder.upload(std::span(weight.data, needed), byte_range(t, 0, count));
     }
-    return t;
+    return;
   }
-  // No 16-bit storage: widen on the host, a piece at a time, so every shader reads f32.
-  Tensor t(allocate(static_cast<VkDeviceSize>(n) * sizeof(float), weight.name), Dtype::f32, weight.shape);
+  const std::int64_t n = weight.numel();
   std::vector<float> piece(std::min<std::size_t>(kWidenChunk, static_cast<std::size_t>(n)));
   const std::size_t es = format::dtype_size(weight.dtype);
   for (std::int64_t begin = 0; begin < n; begin += static_cast<std::int64_t>(piece.size())) {
@@ -71,6 +82,12 @@ Tensor VulkanBackend::resident(const format::TensorView& weight) {
     format::to_f32(weight.data + static_cast<std::size_t>(begin) * es, weight.dtype, count, piece.data());
     recorder.upload(std::as_bytes(std::span(piece.data(), count)), byte_range(t, begin, static_cast<std::int64_t>(count)));
   }
+}
+
+Tensor VulkanBackend::resident(const format::TensorView& weight) {
+  const WeightForm form = weight_form(weight, "resident");
+  const Tensor t = weight_tensor(allocate(form.bytes, weight.name), form, weight.shape);
+  write_weight(weight, t);
   return t;
 }
 

@@ -3,6 +3,8 @@
 // their stored dtype where the device has 16-bit storage; activations are f32.
 #pragma once
 
+#include <array>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -12,6 +14,8 @@
 #include "moeflux/backend/vulkan/context.h"
 
 namespace moeflux::backend::vk {
+
+class DeviceExpertCache;
 
 class VulkanBackend final : public Backend {
  public:
@@ -44,14 +48,37 @@ class VulkanBackend final : public Backend {
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
 
+  // The device tier of the expert cache (device_expert_cache.cpp).
+  std::uint64_t expert_slot_bytes(const ExpertCacheLayout& layout) const override;
+  void configure_expert_cache(const ExpertCacheLayout& layout, std::uint64_t budget_bytes) override;
+  DeviceMemoryInfo memory_info() const override;
+  std::map<std::string, double> stats() const override;
+  void reset_stats() override;
+  const DeviceExpertCache* expert_cache() const { return expert_cache_.get(); }  // for tests
+
  private:
   std::shared_ptr<VulkanStorage> allocate(VkDeviceSize bytes, std::string_view what);  // device memory
   // The quantized paths of matmul and embedding, after their checks (ops/quantized.cpp).
   void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y);
   void embedding_quantized(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out);
   void fill(Tensor& out, float value);  // ops/moe.cpp
+  // How a weight lies on the device (dtype, bytes; f16/bf16 widened without 16-bit storage),
+  // after checking its view; and the upload of its bytes into t, a tensor of that form.
+  struct WeightForm {
+    Dtype dtype = Dtype::f32;
+    std::uint64_t bytes = 0;
+    format::QuantParams quant{};
+  };
+  WeightForm weight_form(const format::TensorView& weight, std::string_view op) const;
+  Tensor weight_tensor(std::shared_ptr<VulkanStorage> storage, const WeightForm& form, const Shape& shape) const;
+  void write_weight(const format::TensorView& weight, const Tensor& t);
+  // gate, up, down of a batch of experts of one layer (at most the tier's capacity when cached):
+  // device slots for named experts where the tier exists (misses uploaded), else fresh uploads.
+  std::vector<std::array<Tensor, 3>> expert_tensors(std::span<const ExpertWeights> batch);
+  std::uint32_t expert_batch(std::span<const ExpertWeights> experts) const;  // experts per batch
 
   std::shared_ptr<Context> context_;
+  std::unique_ptr<DeviceExpertCache> expert_cache_;
 };
 
 }  // namespace moeflux::backend::vk

@@ -1,8 +1,9 @@
 // moe_experts as the CPU computes it: per listed expert, ascending, its tokens' rows gathered, then
 // down(silu(gate x) * up x), then out[token] += y * weight (moe_accumulate, one dispatch per expert),
-// so batched calls give the bits of one call. Expert bytes are uploaded on every call: host slots
-// are reused, so a device copy keyed by their address could go stale.
+// so batched calls give the bits of one call. Expert weights come from the device tier's slots,
+// keyed by (layer, expert) (device_expert_cache.cpp); unnamed experts are uploaded per call.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <span>
@@ -130,20 +131,32 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
   if (max_rows == 0 || H == 0) return;
   Tensor xs_all = empty({max_rows, H}), y_all = empty({max_rows, H});
   Tensor gate_all = empty({max_rows, max_I}), up_all = empty({max_rows, max_I});
-  for (std::size_t e = 0; e < experts.size(); ++e) {
-    const auto M = static_cast<std::int64_t>(rows[e].tokens.size());
-    if (M == 0) continue;
-    const std::int64_t I = experts[e].gate.shape[0];
-    const Tensor gate_w = resident(experts[e].gate), up_w = resident(experts[e].up), down_w = resident(experts[e].down);
-    Tensor xs = xs_all.rows(0, M), y = y_all.rows(0, M);
-    Tensor gate = gate_all.view({max_rows * max_I}).rows(0, M * I).view({M, I});
-    Tensor up = up_all.view({max_rows * max_I}).rows(0, M * I).view({M, I});
-    embedding(x, rows[e].tokens, xs);  // gathers the rows of x
-    matmul(xs, gate_w, gate);
-    matmul(xs, up_w, up);
-    swiglu(gate, up, gate);
-    matmul(gate, down_w, y);
-    accumulate(ctx, y, rows[e], out);
+  // Batches no larger than the device tier's pool, so every expert of a batch holds its slot.
+  const std::size_t batch = expert_batch(experts);
+  for (std::size_t b0 = 0; b0 < experts.size(); b0 += batch) {
+    std::vector<ExpertWeights> used;  // the batch's experts with rows: only they need weights
+    std::vector<std::size_t> index;
+    for (std::size_t e = b0; e < std::min(experts.size(), b0 + batch); ++e) {
+      if (rows[e].tokens.empty()) continue;
+      used.push_back(experts[e]);
+      index.push_back(e);
+    }
+    const std::vector<std::array<Tensor, 3>> weights = expert_tensors(used);
+    for (std::size_t j = 0; j < used.size(); ++j) {
+      const std::size_t e = index[j];
+      const auto M = static_cast<std::int64_t>(rows[e].tokens.size());
+      const std::int64_t I = experts[e].gate.shape[0];
+      const auto& [gate_w, up_w, down_w] = weights[j];
+      Tensor xs = xs_all.rows(0, M), y = y_all.rows(0, M);
+      Tensor gate = gate_all.view({max_rows * max_I}).rows(0, M * I).view({M, I});
+      Tensor up = up_all.view({max_rows * max_I}).rows(0, M * I).view({M, I});
+      embedding(x, rows[e].tokens, xs);  // gathers the rows of x
+      matmul(xs, gate_w, gate);
+      matmul(xs, up_w, up);
+      swiglu(gate, up, gate);
+      matmul(gate, down_w, y);
+      accumulate(ctx, y, rows[e], out);
+    }
   }
 }
 

@@ -1,0 +1,195 @@
+// The device tier: slot storage and the VulkanBackend members that plan it, serve moe_experts
+// from it (misses uploaded into their slot through staging, hits with no transfer) and report it.
+#include "moeflux/backend/vulkan/device_expert_cache.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "moeflux/backend/vulkan/structs.h"
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/util/error.h"
+
+namespace moeflux::backend::vk {
+namespace {
+
+std::vector<int> expert_counts(const ExpertCacheLayout& layout) {
+  std::vector<int> counts;
+  for (const auto& l : layout.layers) counts.push_back(l.n_experts);
+  return counts;
+}
+
+// Slots the budget buys, capped at every expert; BudgetError below k.
+std::uint64_t slots_for(const ExpertCacheLayout& layout, std::uint64_t slot_bytes, std::uint64_t budget) {
+  std::uint64_t total = 0;
+  for (const auto& l : layout.layers) {
+    MF_CHECK(layout.k >= 1 && layout.k <= l.n_experts, ConfigError, "[device_cache] experts_per_token=", layout.k,
+             " but layer ", l.layer, " has ", l.n_experts, " experts");
+    total += static_cast<std::uint64_t>(l.n_experts);
+  }
+  if (total == 0 || slot_bytes == 0) return 0;
+  const std::uint64_t records = budget / slot_bytes, k = static_cast<std::uint64_t>(layout.k);
+  if (budget != 0 && records < k) {
+    const std::uint64_t minimum = k * slot_bytes;
+    throw BudgetError(util::concat("[device_cache] device_cache_bytes=", budget, " holds ", records,
+                                   " expert records of ", slot_bytes, " bytes as uploaded; one layer's top-k needs ",
+                                   k, "; the smallest device budget that works is ", minimum, " bytes (",
+                                   (minimum + (1u << 20) - 1) >> 20, " MiB); raise device_cache_bytes, or leave "
+                                   "it unset to plan it from free device memory"));
+  }
+  return budget == 0 ? total : std::min(records, total);
+}
+
+}  // namespace
+
+DeviceExpertCache::DeviceExpertCache(const std::shared_ptr<Context>& context, const ExpertCacheLayout& layout,
+                                     std::array<std::uint64_t, 3> block_bytes, std::uint64_t budget_bytes)
+    : slot_bytes_(block_bytes[0] + block_bytes[1] + block_bytes[2]),
+      slots_(plan_slots(expert_counts(layout), slots_for(layout, slot_bytes_, budget_bytes), layout.k),
+             expert_counts(layout)) {
+  for (std::size_t m = 0; m < layout.layers.size(); ++m) {
+    const int layer = layout.layers[m].layer;
+    MF_ASSERT(layer >= 0, "MoE layer ", layer);
+    if (layer >= static_cast<int>(moe_index_.size())) moe_index_.resize(static_cast<std::size_t>(layer) + 1, -1);
+    moe_index_[static_cast<std::size_t>(layer)] = static_cast<int>(m);
+  }
+  const std::uint64_t n = slots_for(layout, slot_bytes_, budget_bytes);
+  storage_.resize(n);
+  for (auto& slot : storage_) {
+    for (std::size_t r = 0; r < 3; ++r) {
+      const Allocation a = context->memory.allocate(MemoryKind::device, block_bytes[r], "an expert slot");
+      slot[r] = std::make_shared<VulkanStorage>(context, a, block_bytes[r]);
+    }
+  }
+}
+
+int DeviceExpertCache::moe_layer(int layer) const {
+  return layer >= 0 && layer < static_cast<int>(moe_index_.size()) ? moe_index_[static_cast<std::size_t>(layer)] : -1;
+}
+
+std::uint64_t VulkanBackend::expert_slot_bytes(const ExpertCacheLayout& layout) const {
+  std::array<std::uint64_t, 3> role{};
+  for (const auto& l : layout.layers) {
+    MF_CHECK(l.blocks.size() == 3, FormatError, "[device_cache] layer ", l.layer, " has expert records of ",
+             l.blocks.size(), " blocks; expected gate, up and down");
+    for (std::size_t r = 0; r < 3; ++r) role[r] = std::max(role[r], weight_form(l.blocks[r], "device_cache").bytes);
+  }
+  const std::uint64_t a = context_->memory.alignment();
+  std::uint64_t total = 0;
+  for (const std::uint64_t b : role) total += (std::max<std::uint64_t>(b, 1) + a - 1) / a * a;  // as allocated
+  return layout.layers.empty() ? 0 : total;
+}
+
+void VulkanBackend::configure_expert_cache(const ExpertCacheLayout& layout, std::uint64_t budget_bytes) {
+  expert_cache_.reset();
+  if (expert_slot_bytes(layout) == 0) return;
+  std::array<std::uint64_t, 3> role{};
+  const std::uint64_t a = context_->memory.alignment();
+  for (const auto& l : layout.layers) {
+    for (std::size_t r = 0; r < 3; ++r) {
+      const std::uint64_t b = weight_form(l.blocks[r], "device_cache").bytes;
+      role[r] = std::max(role[r], (std::max<std::uint64_t>(b, 1) + a - 1) / a * a);
+    }
+  }
+  expert_cache_ = std::make_unique<DeviceExpertCache>(context_, layout, role, budget_bytes);
+}
+
+std::uint32_t VulkanBackend::expert_batch(std::span<const ExpertWeights> experts) const {
+  if (experts.empty()) return 1;
+  const int m = expert_cache_ ? expert_cache_->moe_layer(experts.front().layer) : -1;
+  if (m < 0) return static_cast<std::uint32_t>(experts.size());
+  return expert_cache_->capacity(m);
+}
+
+std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const ExpertWeights> batch) {
+  std::vector<std::array<Tensor, 3>> out(batch.size());
+  auto blocks = [](const ExpertWeights& w) { return std::array<const format::TensorView*, 3>{&w.gate, &w.up, &w.down}; };
+  const int m = batch.empty() || !expert_cache_ ? -1 : expert_cache_->moe_layer(batch.front().layer);
+  const bool named = std::all_of(batch.begin(), batch.end(), [&](const ExpertWeights& w) {
+    return w.expert >= 0 && w.layer == batch.front().layer;
+  });
+  if (m < 0 || !named) {  // no tier for these experts: uploaded for this call only
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      for (std::size_t r = 0; r < 3; ++r) out[i][r] = resident(*blocks(batch[i])[r]);
+    }
+    return out;
+  }
+  DeviceExpertCache& cache = *expert_cache_;
+  MF_ASSERT(batch.size() <= cache.capacity(m), batch.size(), " experts in a batch of capacity ", cache.capacity(m));
+  DeviceSlots& slots = cache.slots();
+  slots.begin_batch();
+  std::vector<std::int64_t> slot(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) slot[i] = slots.find(m, batch[i].expert);  // hits first
+  const auto start = std::chrono::steady_clock::now();
+  bool uploaded = false;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const bool hit = slot[i] >= 0;
+    if (hit) {
+      ++cache.stats.hits;
+    } else {
+      bool evicted = false;
+      slot[i] = slots.assign(m, batch[i].expert, &evicted);
+      ++cache.stats.misses;
+      cache.stats.evictions += evicted ? 1 : 0;
+      uploaded = true;
+    }
+    const auto& storage = cache.slot(static_cast<std::uint32_t>(slot[i]));
+    for (std::size_t r = 0; r < 3; ++r) {
+      const format::TensorView& view = *blocks(batch[i])[r];
+      const WeightForm form = weight_form(view, "moe_experts");
+      MF_CHECK(form.bytes <= storage[r]->bytes(), ShapeError, "[moe_experts] expert ", batch[i].expert, " of layer ",
+               batch[i].layer, " block '", view.name, "' needs ", form.bytes, " bytes on the device, more than its slot's ",
+               storage[r]->bytes(), " planned from the expert layout");
+      out[i][r] = weight_tensor(storage[r], form, view.shape);
+      if (hit) continue;
+      write_weight(view, out[i][r]);
+      cache.stats.bytes_uploaded += form.bytes;
+    }
+  }
+  if (uploaded) cache.stats.upload_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+DeviceMemoryInfo VulkanBackend::memory_info() const {
+  const Device& dev = device();
+  const VkPhysicalDeviceMemoryProperties& props = dev.memory_properties();
+  DeviceMemoryInfo info;
+  info.allocated_bytes = context_->memory.bytes_in_use(MemoryKind::device) + context_->memory.bytes_in_use(MemoryKind::shared);
+  auto budget = vk_struct<VkPhysicalDeviceMemoryBudgetPropertiesEXT>(
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT);
+  auto props2 = vk_struct<VkPhysicalDeviceMemoryProperties2>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2);
+  if (dev.memory_budget()) {
+    props2.pNext = &budget;
+    vkGetPhysicalDeviceMemoryProperties2(dev.physical(), &props2);
+    info.from_budget_extension = true;
+  }
+  for (std::uint32_t h = 0; h < props.memoryHeapCount; ++h) {
+    if ((props.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) == 0) continue;
+    info.heap_bytes += props.memoryHeaps[h].size;
+    if (info.from_budget_extension && budget.heapBudget[h] > budget.heapUsage[h])
+      info.free_bytes += budget.heapBudget[h] - budget.heapUsage[h];
+  }
+  if (!info.from_budget_extension) info.free_bytes = info.heap_bytes > info.allocated_bytes ? info.heap_bytes - info.allocated_bytes : 0;
+  return info;
+}
+
+std::map<std::string, double> VulkanBackend::stats() const {
+  if (!expert_cache_) return {};
+  const DeviceExpertCache& c = *expert_cache_;
+  const DeviceTierStats& s = c.stats;
+  const std::uint64_t lookups = s.hits + s.misses;
+  return {{"device_hits", static_cast<double>(s.hits)},
+          {"device_misses", static_cast<double>(s.misses)},
+          {"device_hit_rate", lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups) : 0.0},
+          {"device_bytes_uploaded", static_cast<double>(s.bytes_uploaded)},
+          {"device_evictions", static_cast<double>(s.evictions)},
+          {"device_upload_seconds", s.upload_seconds},
+          {"device_slots", static_cast<double>(c.n_slots())},
+          {"device_slot_bytes", static_cast<double>(c.slot_bytes())},
+          {"device_cache_bytes", static_cast<double>(c.cache_bytes())}};
+}
+
+void VulkanBackend::reset_stats() {
+  if (expert_cache_) expert_cache_->stats = {};
+}
+
+}  // namespace moeflux::backend::vk

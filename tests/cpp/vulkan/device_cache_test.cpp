@@ -1,0 +1,177 @@
+// The device tier of the expert cache: pool planning, LRU and pins (DeviceSlots), budgets refused
+// below k records, and moe_experts served from a tiny tier giving the bits of a full one, with
+// hits, misses and evictions counted as the policy says.
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "moeflux/backend/vulkan/device_expert_cache.h"
+#include "moeflux/util/error.h"
+#include "vulkan_harness.h"
+
+namespace moeflux::test {
+namespace {
+
+using backend::ExpertCacheLayout;
+using backend::ExpertWeights;
+using backend::vk::DeviceSlots;
+using backend::vk::plan_slots;
+using format::Dtype;
+
+TEST(DeviceSlots, PoolsPerLayerOrOneShared) {
+  const auto per_layer = plan_slots({8, 3, 8}, 12, 2);  // >= layers * k: per layer, 3 capped at its experts
+  EXPECT_EQ(per_layer.pool_sizes, (std::vector<std::uint32_t>{5, 3, 4}));
+  EXPECT_EQ(per_layer.pool_of_layer, (std::vector<int>{0, 1, 2}));
+  const auto shared = plan_slots({8, 3, 8}, 5, 2);  // below layers * k: one shared pool
+  EXPECT_EQ(shared.pool_sizes, (std::vector<std::uint32_t>{5}));
+  EXPECT_EQ(shared.pool_of_layer, (std::vector<int>{0, 0, 0}));
+}
+
+TEST(DeviceSlots, LeastRecentlyUsedEvictedNeverPinned) {
+  const std::vector<int> experts{6, 6};
+  DeviceSlots slots(plan_slots(experts, 3, 2), experts);  // one shared pool of 3
+  bool evicted = false;
+  slots.begin_batch();
+  EXPECT_EQ(slots.find(0, 1), -1);
+  slots.assign(0, 1, &evicted);
+  slots.assign(1, 2, &evicted);
+  slots.begin_batch();
+  slots.assign(0, 3, &evicted);
+  EXPECT_FALSE(evicted);
+  EXPECT_GE(slots.find(0, 1), 0);  // a hit: 1 becomes most recent
+  EXPECT_EQ(slots.lru_order(0), (std::vector<std::pair<int, int>>{{1, 2}, {0, 3}, {0, 1}}));
+  slots.begin_batch();
+  EXPECT_GE(slots.find(0, 3), 0);   // pinned by this batch
+  slots.assign(0, 4, &evicted);     // evicts (1, 2), the oldest
+  EXPECT_TRUE(evicted);
+  EXPECT_EQ(slots.find(1, 2), -1);
+  slots.assign(1, 5, &evicted);     // (0, 3) and (0, 4) are pinned: (0, 1) goes
+  EXPECT_TRUE(evicted);
+  EXPECT_EQ(slots.lru_order(1), (std::vector<std::pair<int, int>>{{0, 3}, {0, 4}, {1, 5}}));
+  EXPECT_EQ(slots.find(0, 1), -1);
+}
+
+constexpr int kExperts = 5, kLayer = 3;
+
+// kExperts experts of one MoE layer (decoder layer kLayer), f32 or q4, H x I.
+struct Experts {
+  std::vector<StoredWeight> floats;
+  std::vector<QuantizedWeight> quantized;
+  Dtype dtype;
+  Experts(Dtype d, std::int64_t H, std::int64_t I) : dtype(d) {
+    for (int i = 0; i < 3 * kExperts; ++i) {
+      const backend::Shape shape = i % 3 < 2 ? backend::Shape{I, H} : backend::Shape{H, I};
+      const std::vector<float> v = random_values(static_cast<std::size_t>(H * I), 1700 + static_cast<unsigned>(i), -0.5f, 0.5f);
+      if (d == Dtype::q4) quantized.emplace_back(format::QuantParams{.bits = 4, .group_size = 32, .scale_dtype = Dtype::bf16}, shape, v);
+      else floats.emplace_back(d, shape, v);
+    }
+  }
+  format::TensorView view(int i) const {
+    return dtype == Dtype::q4 ? quantized[static_cast<std::size_t>(i)].view("e") : floats[static_cast<std::size_t>(i)].view();
+  }
+  std::vector<ExpertWeights> weights(std::span<const std::int32_t> ids) const {
+    std::vector<ExpertWeights> out;
+    for (const std::int32_t e : ids) out.push_back({view(3 * e), view(3 * e + 1), view(3 * e + 2), kLayer, e});
+    return out;
+  }
+  ExpertCacheLayout layout(int k) const {
+    ExpertCacheLayout l;
+    l.k = k;
+    l.layers.push_back({kLayer, kExperts, {view(0), view(1), view(2)}});
+    return l;
+  }
+};
+
+// Steps of T tokens with k experts each (ascending unique lists), moe_experts over each in batches
+// of `batch` experts; returns every step's output, concatenated.
+std::vector<float> run_steps(Backend& b, const Experts& experts, int k, std::int64_t H, std::size_t batch) {
+  std::vector<float> all;
+  for (unsigned step = 0; step < 6; ++step) {
+    const std::int64_t T = step % 2 == 0 ? 1 : 4;
+    std::vector<std::int32_t> ids;
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (int j = 0; j < k; ++j) ids.push_back(static_cast<std::int32_t>((step * 2 + static_cast<unsigned>(t) + static_cast<unsigned>(j) * 2) % kExperts));
+    }
+    std::vector<std::int32_t> unique = ids;
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    const std::vector<float> weights = random_values(ids.size(), 1800 + step, 0.1f, 1.0f);
+    Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 1900 + step));
+    Guarded out(b, {T, H});
+    for (std::size_t begin = 0; begin < unique.size(); begin += batch) {
+      const auto sub = std::span(unique).subspan(begin, std::min(batch, unique.size() - begin));
+      b.moe_experts(x.tensor(), {T, k, ids, weights, sub}, experts.weights(sub), out.tensor(), begin > 0);
+    }
+    out.expect_guards_intact("moe_experts");
+    const std::vector<float> v = out.values();
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return all;
+}
+
+std::map<std::string, double> device_stats(const Backend& b) { return b.stats(); }
+
+class VulkanDeviceCache : public VulkanParamTest<OpCase> {};
+
+TEST_P(VulkanDeviceCache, TinyBudgetGivesTheBitsOfAFullOne) {
+  const std::int64_t H = 96, I = 64;
+  const int k = 2;
+  const Experts experts(GetParam().dtype, H, I);
+  const std::vector<float> uncached = run_steps(*gpu_, experts, k, H, kExperts);  // no tier: per-call uploads
+  EXPECT_TRUE(device_stats(*gpu_).empty());
+  const std::uint64_t slot = gpu_->expert_slot_bytes(experts.layout(k));
+  ASSERT_GT(slot, 0u);
+  for (const std::uint64_t budget : {std::uint64_t{0}, 3 * slot, k * slot + slot / 2}) {
+    SCOPED_TRACE(util::concat("device budget ", budget));
+    gpu_->configure_expert_cache(experts.layout(k), budget);
+    for (const std::size_t batch : {std::size_t{1}, std::size_t{kExperts}}) {
+      gpu_->reset_stats();
+      expect_same_bits(run_steps(*gpu_, experts, k, H, batch), uncached, util::concat("batches of ", batch));
+      const auto s = device_stats(*gpu_);
+      EXPECT_EQ(s.at("device_slots"), budget == 0 ? kExperts : static_cast<double>(budget / slot));
+      EXPECT_EQ(s.at("device_slot_bytes"), static_cast<double>(slot));
+      EXPECT_EQ(s.at("device_bytes_uploaded") > 0, s.at("device_misses") > 0);
+      if (budget == 0) {  // every expert fits: each uploaded at most once, never evicted
+        EXPECT_LE(s.at("device_misses"), kExperts);
+        EXPECT_EQ(s.at("device_evictions"), 0);
+      } else {
+        EXPECT_GT(s.at("device_evictions"), 0);
+      }
+    }
+  }
+  // All fit and warm: a rerun is all hits.
+  gpu_->configure_expert_cache(experts.layout(k), 0);
+  run_steps(*gpu_, experts, k, H, kExperts);
+  gpu_->reset_stats();
+  expect_same_bits(run_steps(*gpu_, experts, k, H, kExperts), uncached, "warm");
+  EXPECT_EQ(device_stats(*gpu_).at("device_misses"), 0);
+  EXPECT_EQ(device_stats(*gpu_).at("device_bytes_uploaded"), 0);
+  EXPECT_GT(device_stats(*gpu_).at("device_hits"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanDeviceCache, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),
+                         op_case_name);
+
+TEST_F(VulkanTest, DeviceCacheBudgetBelowKRecordsIsRefused) {
+  const Experts experts(Dtype::f32, 32, 16);
+  const std::uint64_t slot = gpu_->expert_slot_bytes(experts.layout(2));
+  try {
+    gpu_->configure_expert_cache(experts.layout(2), 2 * slot - 1);
+    FAIL() << "expected BudgetError";
+  } catch (const BudgetError& e) {
+    EXPECT_NE(std::string(e.what()).find("smallest device budget that works is " + std::to_string(2 * slot)),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(gpu_->configure_expert_cache(experts.layout(2), 2 * slot));
+  EXPECT_EQ(gpu_->stats().at("device_slots"), 2);
+  const backend::DeviceMemoryInfo m = gpu_->memory_info();
+  EXPECT_GT(m.heap_bytes, 0u);
+  EXPECT_GE(m.allocated_bytes, 2 * slot);
+}
+
+}  // namespace
+}  // namespace moeflux::test

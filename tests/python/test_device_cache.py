@@ -1,0 +1,123 @@
+"""The device tier of the expert cache on Vulkan: logits, routing and tokens bit-identical whatever
+the device and host budgets, device hits and misses that make sense, a device budget below k
+records refused, and the budget planner in stats() and `moeflux info`. Run with
+MOEFLUX_VULKAN_VALIDATION=1 (a validation message fails). The CPU backend has no device tier."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import moeflux
+from test_qwen3_moe import prompt
+from test_vulkan import pytestmark, run, vulkan  # noqa: F401 (pytestmark: skip without a device)
+
+NAMES = ["qwen3_moe_base", "qwen3_moe_odd_tied"]
+
+
+def sizes(path):
+    """(k, total experts, host stride, device slot bytes) of a packed model."""
+    stats = vulkan(path).stats()
+    return (
+        vulkan(path).info["experts_per_token"],
+        int(stats["plan_total_experts"]),
+        int(stats["cache_slot_bytes"]),
+        int(stats["device_slot_bytes"]),
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bit_identical_across_device_and_host_budgets(name, packed):
+    path = packed(name)
+    k, total, stride, slot = sizes(path)
+    ids = prompt(vulkan(path).info["vocab_size"])
+    device = {"smallest": k * slot, "half": total * slot // 2, "all": None}
+    host = {"smallest": k * stride, "all": None}
+    results = {}
+    for d_name, d_bytes in device.items():
+        for h_name, h_bytes in host.items():
+            model = vulkan(path, device_cache_bytes=d_bytes, cache_bytes=h_bytes)
+            results[(d_name, h_name)] = run(model, ids)
+            s = model.stats()
+            assert s["device_hits"] + s["device_misses"] > 0
+            assert s["device_bytes_uploaded"] > 0 and s["device_misses"] > 0
+            assert s["device_slots"] == (total if d_bytes is None else min(total, d_bytes // slot))
+            if d_name == "all":  # every expert fits: each uploaded at most once, never evicted
+                assert s["device_misses"] <= total and s["device_evictions"] == 0
+                assert s["device_bytes_uploaded"] <= total * slot
+            if d_name == "smallest":
+                assert s["device_evictions"] > 0
+    want = results[("all", "all")]
+    for key, got in results.items():
+        np.testing.assert_array_equal(got[0], want[0], err_msg=str(key))
+        np.testing.assert_array_equal(got[1], want[1], err_msg=str(key))
+        assert got[2] == want[2], key
+
+
+def test_warm_device_tier_serves_hits_without_uploads(packed):
+    path = packed(NAMES[0])
+    model = vulkan(path)
+    ids = prompt(model.info["vocab_size"])
+    first = model.forward(ids)
+    model.reset()
+    model.reset_stats()
+    np.testing.assert_array_equal(model.forward(ids), first)
+    s = model.stats()
+    assert s["device_misses"] == 0 and s["device_bytes_uploaded"] == 0 and s["device_hits"] > 0
+
+
+def test_device_budget_below_k_records_is_refused(packed):
+    path = packed(NAMES[0])
+    k, _, _, slot = sizes(path)
+    with pytest.raises(moeflux.BudgetError, match=f"smallest device budget that works is {k * slot} bytes"):
+        vulkan(path, device_cache_bytes=k * slot - 1)
+
+
+def test_planner_choices_in_stats(packed):
+    path = packed(NAMES[0])
+    s = vulkan(path).stats()
+    assert s["plan_host_source"] in ("planned", "all experts")
+    assert s["plan_device_source"] in ("planned", "all experts")
+    assert s["plan_host_min_bytes"] <= s["plan_host_cache_bytes"] <= s["plan_host_all_bytes"]
+    assert s["plan_device_min_bytes"] <= s["plan_device_cache_bytes"] <= s["plan_device_all_bytes"]
+    assert s["cache_bytes"] >= s["plan_host_cache_bytes"] - s["cache_slot_bytes"]
+    assert s["device_cache_bytes"] <= s["plan_device_cache_bytes"]
+    assert s["plan_device_heap_bytes"] > 0
+    given = vulkan(path, cache_bytes=int(s["plan_host_min_bytes"]), device_cache_bytes=int(s["plan_device_min_bytes"]))
+    g = given.stats()
+    assert g["plan_host_source"] == "given" and g["plan_device_source"] == "given"
+    assert g["plan_host_cache_bytes"] == s["plan_host_min_bytes"]
+    assert g["device_cache_bytes"] == s["plan_device_min_bytes"]
+
+
+def test_moeflux_info_prints_the_model_and_the_plan(packed):
+    path = packed(NAMES[0])
+    s = vulkan(path).stats()
+    done = subprocess.run(
+        [sys.executable, "-m", "moeflux.cli", "info", str(path), "--backend", "vulkan"],
+        capture_output=True, text=True, env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for text in ("model type     qwen3_moe", "top-2", "expert dtypes", "dense bytes", "host cache", "device cache"):
+        assert text in out, out
+    assert f"{int(s['plan_device_cache_bytes'])} bytes" in out, out
+    assert f"{int(s['plan_host_cache_bytes'])} bytes" in out, out
+
+
+def test_cpu_backend_has_no_device_tier(packed):
+    path = packed(NAMES[0])
+    plain = moeflux.Model(path)
+    ids = prompt(plain.info["vocab_size"])
+    want = plain.forward(ids)
+    model = moeflux.Model(path, device_cache_bytes=1)  # no device tier: ignored
+    np.testing.assert_array_equal(model.forward(ids), want)
+    s = model.stats()
+    assert s["plan_device_source"] == "none" and not any(key.startswith("device_") for key in s)
+    out = subprocess.run([sys.executable, "-m", "moeflux.cli", "info", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "device cache   none" in out, out
