@@ -60,7 +60,9 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     k = args.experts_per_token or probe_k
     cache = budget_bytes(spec, stride, total, k)
     t0 = time.perf_counter()
-    model = moeflux.Model(path, cache_bytes=cache, io=args.io, threads=args.threads, experts_per_token=args.experts_per_token)
+    model = moeflux.Model(path, backend=args.backend, cache_bytes=cache, io=args.io, threads=args.threads,
+                          experts_per_token=args.experts_per_token,
+                          device_cache_bytes=budget_bytes(args.device_budget, stride, total, k) if args.backend == "vulkan" else None)
     open_s = time.perf_counter() - t0
     vocab = model.info["vocab_size"]
     prompt = np.random.default_rng(0).integers(0, vocab, size=args.prompt, dtype=np.int32)
@@ -68,6 +70,9 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     model.forward(prompt, logits="last")
     prefill_s = time.perf_counter() - t0
+    warm = np.random.default_rng(2).integers(0, vocab, size=args.warmup, dtype=np.int32)
+    for t in warm:  # untimed steps that fill the caches
+        model.forward([int(t)], logits="last")
     model.reset_stats()
     # Random weights make greedy decoding repeat itself, and a repeated token repeats its experts:
     # feeding random tokens instead gives every step fresh (uniform) routing, the cache's worst case.
@@ -80,9 +85,13 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     decode_s = time.perf_counter() - t0
     s = model.stats()
     n = args.tokens
+    device = {k: v for k, v in s.items() if k.startswith("device_")}
     return dict(
         budget=spec,
+        backend=args.backend,
+        device_budget=args.device_budget if args.backend == "vulkan" else None,
         feed=args.feed,
+        warmup=args.warmup,
         tokens=args.tokens,
         cache_bytes=s["cache_bytes"],
         dense_bytes=s["dense_bytes"],
@@ -99,6 +108,7 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         read_throughput_GBs=round(s["read_throughput"] / 1e9, 3),
         rss_bytes=rss_bytes(),
         rss_over_dense_plus_budget=round(rss_bytes() / (s["dense_bytes"] + s["cache_bytes"]), 3),
+        **device,
     )
 
 
@@ -108,7 +118,10 @@ def main() -> None:
     parser.add_argument("--budgets", default="all,0.5,0.25,min", help="comma list: all, min, or a fraction of all experts")
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--prompt", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=0, help="untimed decode steps before measuring")
     parser.add_argument("--io", default="direct", choices=["direct", "buffered"])
+    parser.add_argument("--backend", default="cpu", choices=["cpu", "vulkan"])
+    parser.add_argument("--device-budget", default="all", help="vulkan: device expert cache (all, min, or a fraction)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--experts-per-token", type=int, default=None)
     parser.add_argument("--feed", default="random", choices=["random", "greedy"],

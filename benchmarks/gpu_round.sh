@@ -43,5 +43,14 @@ for qd in 8 64; do
   done
 done
 
-echo "== decode, cold page cache"
-python3 benchmarks/bench_decode.py "$model" --budgets ${BUDGETS:-all,0.5,0.25,min} --tokens "$tokens" --cold | tee "$out/decode.log"
+if [ "${DECODE_CPU:-ON}" = ON ]; then
+  echo "== decode on the CPU, cold page cache"
+  python3 benchmarks/bench_decode.py "$model" --budgets ${BUDGETS:-all,0.5,0.25,min} --tokens "$tokens" --cold | tee "$out/decode.log"
+fi
+if [ "${VULKAN:-ON}" = ON ]; then
+  echo "== decode on Vulkan after ${WARMUP:-128} warm-up steps: device budget all, then a quarter"
+  for dev in all 0.25; do
+    python3 benchmarks/bench_decode.py "$model" --budgets all --backend vulkan --device-budget $dev \
+      --warmup ${WARMUP:-128} --tokens "$tokens" | tee -a "$out/decode_vulkan.log"
+  done
+fi
