@@ -135,9 +135,16 @@ def main() -> None:
     rows = []
     for spec in args.budgets.split(","):
         # A process per budget, so the resident memory of one run does not count against the next.
-        cmd = [sys.executable, __file__, str(args.model), "--one", spec] + [
-            a for a in sys.argv[2:] if not a.startswith("--budgets") and a != args.budgets
-        ]
+        rest, skip = [], False
+        for a in sys.argv[2:]:  # everything but the budget list
+            if skip or a.startswith("--budgets="):
+                skip = False
+                continue
+            if a == "--budgets":
+                skip = True
+                continue
+            rest.append(a)
+        cmd = [sys.executable, __file__, str(args.model), "--one", spec] + rest
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
         print(out, flush=True)
