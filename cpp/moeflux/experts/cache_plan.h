@@ -6,14 +6,13 @@
 #include <vector>
 
 #include "moeflux/format/manifest.h"
+#include "moeflux/util/slot_pools.h"
 
 namespace moeflux::experts {
 
-struct CachePlan {
+// The slot size and the pools (util/slot_pools.h), MoE layers in manifest order.
+struct CachePlan : util::PoolPlan {
   std::uint64_t slot_bytes = 0;
-  std::uint64_t n_slots = 0;
-  std::vector<std::uint32_t> pool_sizes;
-  std::vector<int> pool_of_layer;  // pool of each MoE layer, in manifest order
 };
 
 // cache_bytes 0 means a slot for every expert. Throws BudgetError when the budget holds fewer than

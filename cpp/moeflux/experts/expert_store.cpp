@@ -8,7 +8,7 @@
 
 #include "moeflux/experts/cache_plan.h"
 #include "moeflux/experts/record_reader.h"
-#include "moeflux/experts/slot_cache.h"
+#include "moeflux/util/slot_pools.h"
 #include "moeflux/experts/slot_memory.h"
 #include "moeflux/util/error.h"
 
@@ -56,7 +56,7 @@ struct ExpertStore::Impl {
 
   std::shared_ptr<const format::PackedModel> model;
   CachePlan plan;
-  SlotCache cache;
+  util::SlotPools cache;
   SlotMemory memory;
   RecordReader reader;  // after memory, so it goes first: no read may outlive the slots
   std::vector<int> moe_index;  // decoder layer -> MoE layer, -1 where none
@@ -97,7 +97,7 @@ std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int
   }
 
   // Hits first, so that a miss never evicts a record this fetch is about to use.
-  s.cache.begin_fetch();
+  s.cache.begin_batch();
   std::vector<std::int64_t> slots(experts.size());
   for (std::size_t i = 0; i < experts.size(); ++i) slots[i] = s.cache.find(m, experts[i]);
   s.requests.clear();

@@ -1,4 +1,4 @@
-// The device tier of the expert cache: pool planning, LRU and pins (DeviceSlots), budgets refused
+// The device tier of the expert cache (its policy: tests/cpp/util/slot_pools_test.cpp): budgets refused
 // below k records, and moe_experts served from a tiny tier giving the bits of a full one, with
 // hits, misses and evictions counted as the policy says.
 #include <map>
@@ -17,42 +17,7 @@ namespace {
 
 using backend::ExpertCacheLayout;
 using backend::ExpertWeights;
-using backend::vk::DeviceSlots;
-using backend::vk::plan_slots;
 using format::Dtype;
-
-TEST(DeviceSlots, PoolsPerLayerOrOneShared) {
-  const auto per_layer = plan_slots({8, 3, 8}, 12, 2);  // >= layers * k: per layer, 3 capped at its experts
-  EXPECT_EQ(per_layer.pool_sizes, (std::vector<std::uint32_t>{5, 3, 4}));
-  EXPECT_EQ(per_layer.pool_of_layer, (std::vector<int>{0, 1, 2}));
-  const auto shared = plan_slots({8, 3, 8}, 5, 2);  // below layers * k: one shared pool
-  EXPECT_EQ(shared.pool_sizes, (std::vector<std::uint32_t>{5}));
-  EXPECT_EQ(shared.pool_of_layer, (std::vector<int>{0, 0, 0}));
-}
-
-TEST(DeviceSlots, LeastRecentlyUsedEvictedNeverPinned) {
-  const std::vector<int> experts{6, 6};
-  DeviceSlots slots(plan_slots(experts, 3, 2), experts);  // one shared pool of 3
-  bool evicted = false;
-  slots.begin_batch();
-  EXPECT_EQ(slots.find(0, 1), -1);
-  slots.assign(0, 1, &evicted);
-  slots.assign(1, 2, &evicted);
-  slots.begin_batch();
-  slots.assign(0, 3, &evicted);
-  EXPECT_FALSE(evicted);
-  EXPECT_GE(slots.find(0, 1), 0);  // a hit: 1 becomes most recent
-  EXPECT_EQ(slots.lru_order(0), (std::vector<std::pair<int, int>>{{1, 2}, {0, 3}, {0, 1}}));
-  slots.begin_batch();
-  EXPECT_GE(slots.find(0, 3), 0);   // pinned by this batch
-  slots.assign(0, 4, &evicted);     // evicts (1, 2), the oldest
-  EXPECT_TRUE(evicted);
-  EXPECT_EQ(slots.find(1, 2), -1);
-  slots.assign(1, 5, &evicted);     // (0, 3) and (0, 4) are pinned: (0, 1) goes
-  EXPECT_TRUE(evicted);
-  EXPECT_EQ(slots.lru_order(1), (std::vector<std::pair<int, int>>{{0, 3}, {0, 4}, {1, 5}}));
-  EXPECT_EQ(slots.find(0, 1), -1);
-}
 
 constexpr int kExperts = 5, kLayer = 3;
 

@@ -44,7 +44,7 @@ std::uint64_t slots_for(const ExpertCacheLayout& layout, std::uint64_t slot_byte
 DeviceExpertCache::DeviceExpertCache(const std::shared_ptr<Context>& context, const ExpertCacheLayout& layout,
                                      std::array<std::uint64_t, 3> block_bytes, std::uint64_t budget_bytes)
     : slot_bytes_(block_bytes[0] + block_bytes[1] + block_bytes[2]),
-      slots_(plan_slots(expert_counts(layout), slots_for(layout, slot_bytes_, budget_bytes), layout.k),
+      slots_(util::plan_pools(expert_counts(layout), slots_for(layout, slot_bytes_, budget_bytes), layout.k),
              expert_counts(layout)) {
   for (std::size_t m = 0; m < layout.layers.size(); ++m) {
     const int layer = layout.layers[m].layer;
@@ -115,7 +115,7 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
   }
   DeviceExpertCache& cache = *expert_cache_;
   MF_ASSERT(batch.size() <= cache.capacity(m), batch.size(), " experts in a batch of capacity ", cache.capacity(m));
-  DeviceSlots& slots = cache.slots();
+  util::SlotPools& slots = cache.slots();
   slots.begin_batch();
   std::vector<std::int64_t> slot(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) slot[i] = slots.find(m, batch[i].expert);  // hits first

@@ -1,5 +1,5 @@
 // The device tier of the expert cache: slots in device-local memory, each one storage per block
-// (gate, up, down) sized for the largest record as uploaded, and the policy of device_slots.h over
+// (gate, up, down) sized for the largest record as uploaded, and the policy of util/slot_pools.h over
 // them. Slots are keyed by (layer, expert), whose bytes never change, so a hit needs no transfer.
 #pragma once
 
@@ -10,7 +10,7 @@
 
 #include "moeflux/backend/backend.h"
 #include "moeflux/backend/vulkan/context.h"
-#include "moeflux/backend/vulkan/device_slots.h"
+#include "moeflux/util/slot_pools.h"
 
 namespace moeflux::backend::vk {
 
@@ -28,8 +28,8 @@ class DeviceExpertCache {
 
   int moe_layer(int layer) const;  // index among the layout's layers; -1 when not one of them
   std::uint32_t capacity(int moe_layer) const { return slots_.pool_size(moe_layer); }
-  DeviceSlots& slots() { return slots_; }
-  const DeviceSlots& slots() const { return slots_; }
+  util::SlotPools& slots() { return slots_; }
+  const util::SlotPools& slots() const { return slots_; }
   const std::array<std::shared_ptr<VulkanStorage>, 3>& slot(std::uint32_t s) const { return storage_[s]; }
 
   std::uint64_t n_slots() const { return storage_.size(); }
@@ -41,7 +41,7 @@ class DeviceExpertCache {
   std::vector<int> moe_index_;  // decoder layer -> MoE layer
   std::uint64_t slot_bytes_ = 0;
   std::vector<std::array<std::shared_ptr<VulkanStorage>, 3>> storage_;
-  DeviceSlots slots_;
+  util::SlotPools slots_;
 };
 
 }  // namespace moeflux::backend::vk

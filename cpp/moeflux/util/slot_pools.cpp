@@ -1,10 +1,62 @@
-#include "moeflux/experts/slot_cache.h"
+#include "moeflux/util/slot_pools.h"
+
+#include <algorithm>
+#include <numeric>
 
 #include "moeflux/util/error.h"
 
-namespace moeflux::experts {
+namespace moeflux::util {
+namespace {
 
-SlotCache::SlotCache(const CachePlan& plan, const std::vector<int>& n_experts)
+// Splits n slots (at most the experts of all layers) evenly over the layers, never giving a layer
+// more slots than it has experts; slots left by the division go to the first layers.
+std::vector<std::uint32_t> per_layer_pools(const std::vector<int>& n_experts, std::uint64_t n) {
+  const std::size_t L = n_experts.size();
+  std::vector<std::size_t> order(L);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return n_experts[a] < n_experts[b]; });
+  std::vector<std::uint32_t> sizes(L, 0);
+  std::uint64_t left = n;
+  for (std::size_t j = 0; j < L; ++j) {  // smallest layers first: a full layer passes its share on
+    const std::uint64_t share = left / (L - j);
+    const auto n_j = static_cast<std::uint64_t>(n_experts[order[j]]);
+    if (n_j <= share) {
+      sizes[order[j]] = static_cast<std::uint32_t>(n_j);
+      left -= n_j;
+      continue;
+    }
+    // Every remaining layer has more experts than the share: each gets it, the first ones one more.
+    std::vector<std::size_t> rest(order.begin() + static_cast<std::ptrdiff_t>(j), order.end());
+    std::sort(rest.begin(), rest.end());
+    const std::uint64_t extra = left - share * (L - j);
+    for (std::size_t r = 0; r < rest.size(); ++r)
+      sizes[rest[r]] = static_cast<std::uint32_t>(share + (r < extra ? 1 : 0));
+    break;
+  }
+  return sizes;
+}
+
+}  // namespace
+
+PoolPlan plan_pools(const std::vector<int>& n_experts, std::uint64_t n_slots, int k) {
+  PoolPlan plan;
+  plan.n_slots = n_slots;
+  const std::size_t L = n_experts.size();
+  if (L == 0) return plan;
+  if (n_slots >= L * static_cast<std::uint64_t>(k)) {
+    plan.pool_sizes = per_layer_pools(n_experts, n_slots);
+    plan.pool_of_layer.resize(L);
+    std::iota(plan.pool_of_layer.begin(), plan.pool_of_layer.end(), 0);
+  } else {
+    plan.pool_sizes = {static_cast<std::uint32_t>(n_slots)};
+    plan.pool_of_layer.assign(L, 0);
+  }
+  return plan;
+}
+
+
+SlotPools::SlotPools(const PoolPlan& plan, const std::vector<int>& n_experts)
     : slots_(plan.n_slots), pools_(plan.pool_sizes.size()), pool_of_layer_(plan.pool_of_layer) {
   std::uint32_t next = 0;
   for (std::size_t p = 0; p < pools_.size(); ++p) {
@@ -16,7 +68,7 @@ SlotCache::SlotCache(const CachePlan& plan, const std::vector<int>& n_experts)
   for (int n : n_experts) resident_.emplace_back(static_cast<std::size_t>(n), kNone);
 }
 
-std::int64_t SlotCache::find(int layer, int expert) {
+std::int64_t SlotPools::find(int layer, int expert) {
   const std::int32_t slot = resident_[layer][expert];
   if (slot == kNone) return -1;
   Pool& pool = pools_[pool_of_layer_[layer]];
@@ -26,7 +78,7 @@ std::int64_t SlotCache::find(int layer, int expert) {
   return slot;
 }
 
-std::uint32_t SlotCache::assign(int layer, int expert, bool* evicted) {
+std::uint32_t SlotPools::assign(int layer, int expert, bool* evicted) {
   MF_ASSERT(resident_[layer][expert] == kNone, "expert ", expert, " of layer ", layer, " is already resident");
   Pool& pool = pools_[pool_of_layer_[layer]];
   std::uint32_t slot = 0;
@@ -51,7 +103,7 @@ std::uint32_t SlotCache::assign(int layer, int expert, bool* evicted) {
   return slot;
 }
 
-void SlotCache::discard(std::uint32_t slot) {
+void SlotPools::discard(std::uint32_t slot) {
   Slot& s = slots_[slot];
   MF_ASSERT(s.layer != kNone, "slot ", slot, " is already free");
   Pool& pool = pools_[pool_of_layer_[s.layer]];
@@ -62,21 +114,21 @@ void SlotCache::discard(std::uint32_t slot) {
   pool.free.push_back(slot);
 }
 
-std::vector<std::pair<int, int>> SlotCache::lru_order(int layer) const {
+std::vector<std::pair<int, int>> SlotPools::lru_order(int layer) const {
   std::vector<std::pair<int, int>> out;
   for (std::int32_t s = pools_[pool_of_layer_[layer]].oldest; s != kNone; s = slots_[s].next)
     out.emplace_back(slots_[s].layer, slots_[s].expert);
   return out;
 }
 
-void SlotCache::unlink(Pool& pool, std::uint32_t slot) {
+void SlotPools::unlink(Pool& pool, std::uint32_t slot) {
   Slot& s = slots_[slot];
   (s.prev == kNone ? pool.oldest : slots_[s.prev].next) = s.next;
   (s.next == kNone ? pool.newest : slots_[s.next].prev) = s.prev;
   s.prev = s.next = kNone;
 }
 
-void SlotCache::push_newest(Pool& pool, std::uint32_t slot) {
+void SlotPools::push_newest(Pool& pool, std::uint32_t slot) {
   Slot& s = slots_[slot];
   s.prev = pool.newest;
   s.next = kNone;
@@ -84,4 +136,4 @@ void SlotCache::push_newest(Pool& pool, std::uint32_t slot) {
   pool.newest = static_cast<std::int32_t>(slot);
 }
 
-}  // namespace moeflux::experts
+}  // namespace moeflux::util

@@ -1,21 +1,34 @@
-// Which expert record each host slot holds: pools of slots in least-recently-used order, and the
-// pins of the current fetch (whose slots are never evicted until the next fetch). No I/O here.
+// The policy of both expert cache tiers (host slots in experts/, device slots in backend/vulkan/):
+// which (layer, expert) each slot holds, pools of slots in least-recently-used order, and the pins
+// of the current batch, whose slots are never evicted until the next batch. No memory, no I/O.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
-#include "moeflux/experts/cache_plan.h"
 
-namespace moeflux::experts {
+namespace moeflux::util {
 
-class SlotCache {
+// Slots split into pools: one per MoE layer when every layer can hold its top-k, else one shared.
+struct PoolPlan {
+  std::uint64_t n_slots = 0;
+  std::vector<std::uint32_t> pool_sizes;
+  std::vector<int> pool_of_layer;  // pool of each MoE layer
+};
+
+// n_slots (at most the experts of all layers) over the layers: per layer when n_slots >= layers * k,
+// split evenly and never more than a layer's experts (the remainder to the first layers), else one
+// shared pool.
+PoolPlan plan_pools(const std::vector<int>& n_experts, std::uint64_t n_slots, int k);
+
+class SlotPools {
  public:
   // n_experts: per MoE layer, in the plan's order.
-  SlotCache(const CachePlan& plan, const std::vector<int>& n_experts);
+  SlotPools(const PoolPlan& plan, const std::vector<int>& n_experts);
 
-  // Starts a fetch: the slots pinned by the previous one may be evicted again.
-  void begin_fetch() { ++epoch_; }
+  // Starts a batch (a fetch, a moe_experts call): the previous batch's pins end.
+  void begin_batch() { ++epoch_; }
   // The slot holding (layer, expert), pinned and made most recent; -1 when it is not resident.
   std::int64_t find(int layer, int expert);
   // A slot for (layer, expert), which is not resident: a free one, else the least recently used
@@ -51,4 +64,4 @@ class SlotCache {
   std::uint64_t epoch_ = 1;
 };
 
-}  // namespace moeflux::experts
+}  // namespace moeflux::util
