@@ -112,6 +112,20 @@ class Backend {
   virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
                            std::span<const ExpertWeights> experts, Tensor& out, bool accumulate = false) = 0;
 
+  // --- Gated DeltaNet (linear attention); the base throws Unsupported for backends without it.
+  // Depthwise causal conv: out[t][c] = silu(sum_i w[c][i] * x_{t-K+1+i}[c]), the left context from
+  // `state`, which then holds the last K-1 inputs. x, out [T, C]; weight [C, K] (HF conv1d.weight
+  // [C, 1, K] viewed); state [K-1, C], oldest first.
+  virtual void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out);
+  // The per-token gated delta rule, value head h reading key head h / (HV / HK):
+  // q^ = l2n(q) / sqrt(dk), k^ = l2n(k); S = exp(g) S; u = beta (v - S^T k^); S += k^ u^T; out = S^T q^.
+  // q, k [T, HK, dk]; v [T, HV, dv]; g (log-decay), beta [T, HV]; state [HV, dk, dv]; out [T, HV, dv]
+  virtual void gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                                const Tensor& beta, Tensor& state, Tensor& out);
+  // out = (w * (x / rms(x))) * silu(z) per row; x, z, out [R, C], weight [C] (plain)
+  virtual void gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps,
+                              Tensor& out);
+
   // --- device tier of the expert cache (backends that compute from host memory have none)
   // Bytes of one device slot for `layout` (every record fits); 0: this backend has no device tier.
   virtual std::uint64_t expert_slot_bytes(const ExpertCacheLayout& /*layout*/) const { return 0; }

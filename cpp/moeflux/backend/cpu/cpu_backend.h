@@ -110,6 +110,12 @@ class CpuBackend final : public Backend {
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
+  // Gated DeltaNet (gated_delta.cpp)
+  void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
+  void gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                        const Tensor& beta, Tensor& state, Tensor& out) override;
+  void gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps,
+                      Tensor& out) override;
 
  private:
   MatmulContext matmul_context() { return {pool_, simd_, matmul_scratch_}; }
@@ -120,6 +126,8 @@ class CpuBackend final : public Backend {
   MatmulScratch matmul_scratch_;
   MoeScratch moe_scratch_;
   AlignedBuffer norm_weight_;        // a 16-bit norm weight widened per call
+  AlignedBuffer conv_weight_;        // a 16-bit conv weight widened per call
+  AlignedBuffer conv_window_;        // causal_conv1d: state rows then x rows
   AlignedBuffer attention_scores_;  // one score row per thread
 };
 
