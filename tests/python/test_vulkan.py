@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import moeflux
 import tiny_models
@@ -80,15 +79,7 @@ def test_prefill_equals_token_by_token_decode(name, packed, reference_runs):
 @pytest.mark.parametrize("name", NAMES)
 def test_greedy_generation_matches_transformers(name, packed, reference_runs):
     ids, *_, reference = reference_runs(name)
-    with torch.no_grad():
-        expected = reference.generate(
-            torch.from_numpy(ids).long().unsqueeze(0),
-            max_new_tokens=32,
-            min_new_tokens=32,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        )[0, len(ids) :].tolist()
+    expected = tiny_models.greedy_tokens(reference, ids, 32)
     model = vulkan(packed(name))
     assert list(model.generate(ids, max_new_tokens=32, stop_tokens=[])) == expected
 

@@ -109,3 +109,17 @@ def router_hooks(model: transformers.PreTrainedModel) -> tuple[list[Any], dict[i
 
         handles.append(gate.register_forward_hook(hook))
     return handles, captured
+
+
+def greedy_tokens(model: transformers.PreTrainedModel, ids: Any, n: int) -> list[int]:
+    """transformers' greedy generate of exactly n tokens after `ids` (no eos stop)."""
+    with torch.no_grad():
+        out = model.generate(
+            torch.as_tensor(ids).long().unsqueeze(0),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    return out[0, len(ids) :].tolist()
