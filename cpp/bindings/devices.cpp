@@ -28,7 +28,7 @@ void init_devices(py::module_& m) {
           const backend::DeviceFeatures& f = d.features;
           py::dict features("storage16"_a = f.storage16, "storage8"_a = f.storage8, "float16"_a = f.float16,
                             "subgroup_arithmetic"_a = f.subgroup_arithmetic, "subgroup_size"_a = f.subgroup_size,
-                            "timeline_semaphore"_a = f.timeline_semaphore,
+                            "timeline_semaphore"_a = f.timeline_semaphore, "buffer_device_address"_a = f.buffer_device_address,
                             "cooperative_matrix_nv"_a = f.cooperative_matrix_nv);
           out.append(py::dict("index"_a = d.index, "name"_a = d.name, "type"_a = d.type, "api_version"_a = d.api_version,
                               "driver"_a = d.driver, "memory_heaps"_a = heaps,

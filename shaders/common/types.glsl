@@ -8,6 +8,10 @@
 #if defined(W_F16) || defined(W_BF16)
 #extension GL_EXT_shader_16bit_storage : require
 #endif
+#ifdef USE_BUFFER_REFERENCE
+#extension GL_EXT_buffer_reference : require
+#extension GL_EXT_buffer_reference_uvec2 : require
+#endif
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require

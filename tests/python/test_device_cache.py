@@ -49,6 +49,10 @@ def test_bit_identical_across_device_and_host_budgets(name, packed):
             if d_name == "all":  # every expert fits: each uploaded at most once, never evicted
                 assert s["device_misses"] <= total and s["device_evictions"] == 0
                 assert s["device_bytes_uploaded"] <= total * slot
+                # loaded at open, so decode steps route on the device without the host
+                assert s["device_routed_layers"] > 0
+            else:
+                assert s["device_routed_layers"] == 0
             if d_name == "smallest":
                 assert s["device_evictions"] > 0
     want = results[("all", "all")]

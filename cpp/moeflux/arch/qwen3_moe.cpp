@@ -207,18 +207,12 @@ class Qwen3Moe : public Model {
     const auto n_moe = static_cast<std::int64_t>(info_.moe_layers.size());
     std::vector<std::int32_t> positions(tokens.size());
     std::iota(positions.begin(), positions.end(), static_cast<std::int32_t>(state.n_past));
-    if (routing) {
-      routing->experts.assign(static_cast<std::size_t>(T * n_moe * k_), 0);
-      routing->weights.assign(routing->experts.size(), 0.0f);
-      routing->router_logits.assign(options.record_router_logits ? static_cast<std::size_t>(T * n_moe * p_.n_experts) : 0, 0.0f);
-    }
-
     Tensor x = b.empty({T, H});
     Tensor h = b.empty({T, H});
     Tensor y = b.empty({T, H});
     b.embedding(embed_, tokens, x);
     const backend::NormOptions norm{p_.eps, false};
-    MoeRoutingOut moe_routing;
+    ForwardRouting moe_routing(b, T, n_moe, k_, p_.n_experts, routing != nullptr && options.record_router_logits);
     std::int64_t moe_index = 0;
     for (int L = 0; L < p_.n_layers; ++L) {
       const LayerWeights& w = layers_[static_cast<std::size_t>(L)];
@@ -231,9 +225,7 @@ class Qwen3Moe : public Model {
         mlp_block(b, w.mlp, h, y);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, p_.shared_intermediate > 0};
-        moe_block(b, *context_.store, moe, w.moe, h, y, moe_routing);
-        if (routing) record(*routing, moe_routing, T, moe_index, n_moe, options.record_router_logits);
-        ++moe_index;
+        moe_block(b, *context_.store, moe, w.moe, h, y, moe_routing.layer(moe_index++));
       }
       b.add(x, y, x);
     }
@@ -250,6 +242,7 @@ class Qwen3Moe : public Model {
     } else {
       logits.clear();
     }
+    if (routing) moe_routing.collect(*routing);
     state.n_past += T;
   }
 
@@ -264,18 +257,6 @@ class Qwen3Moe : public Model {
     a.rope = rope_;
     a.sliding_window = p_.sliding_window[static_cast<std::size_t>(L)];
     return a;
-  }
-
-  // Scatters one MoE layer's [T, k] routing into the [T, moe_layers, k] record.
-  void record(RoutingRecord& r, const MoeRoutingOut& m, std::int64_t T, std::int64_t j, std::int64_t n_moe,
-              bool logits) const {
-    for (std::int64_t t = 0; t < T; ++t) {
-      std::copy_n(m.experts.begin() + t * k_, k_, r.experts.begin() + (t * n_moe + j) * k_);
-      std::copy_n(m.weights.begin() + t * k_, k_, r.weights.begin() + (t * n_moe + j) * k_);
-      if (logits)
-        std::copy_n(m.router_logits.begin() + t * p_.n_experts, p_.n_experts,
-                    r.router_logits.begin() + (t * n_moe + j) * p_.n_experts);
-    }
   }
 
   ModelContext context_;

@@ -1,5 +1,9 @@
 // The base implementations of the optional ops: a backend that lacks one says so by name.
 #include "moeflux/backend/backend.h"
+
+#include <vector>
+
+#include "moeflux/backend/routing.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend {
@@ -9,6 +13,25 @@ namespace {
   throw Unsupported(util::concat("[", op, "] is not implemented on this backend (", backend.name(), ")"));
 }
 }  // namespace
+
+void Backend::route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) {
+  MF_CHECK(logits.rank() == 2 && routing.rank() == 2 && routing.dim(0) == logits.dim(0) &&
+               routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 && options.k <= logits.dim(1),
+           ShapeError, "[route_softmax_topk] logits ", format::shape_string(logits.shape()), ", routing ",
+           format::shape_string(routing.shape()), ", k = ", options.k, "; expected [T, E], [T, 2k], 1 <= k <= E");
+  const std::int64_t T = logits.dim(0);
+  const auto E = static_cast<int>(logits.dim(1));
+  std::vector<float> values(static_cast<std::size_t>(logits.numel()));
+  download(logits, values);
+  std::vector<std::int32_t> experts(static_cast<std::size_t>(T * options.k));
+  std::vector<float> weights(experts.size());
+  softmax_topk(values, T, E, options, experts, weights);
+  upload(routing_to_tensor(experts, weights, options.k), routing);
+}
+
+void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&) {
+  not_implemented("moe_experts_routed", *this);
+}
 
 void Backend::causal_conv1d(const Tensor&, const Tensor&, Tensor&, Tensor&) {
   not_implemented("causal_conv1d", *this);

@@ -26,6 +26,11 @@ struct RopeOptions {
   float attention_scaling = 1.0f; // multiplies cos and sin (YaRN); 1 otherwise
 };
 
+struct RouteOptions {
+  int k = 1;
+  bool normalize = false;  // the k weights divided by their sum (norm_topk_prob)
+};
+
 struct AttentionOptions {
   float scale = 1.0f;          // multiplies q.k
   std::int64_t n_past = 0;     // query t attends to cache rows [0, n_past + t]
@@ -112,6 +117,18 @@ class Backend {
   virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
                            std::span<const ExpertWeights> experts, Tensor& out, bool accumulate = false) = 0;
 
+  // --- routing left on the device. A routing tensor is float32 [T, 2k]: per token its k experts
+  // (the int32 bit patterns) in descending probability, ties to the lower expert, then their
+  // weights; read it with routing_from_tensor (backend/routing.h).
+  // Softmax top-k of router logits [T, E] (the reference: backend::softmax_topk on the host; this
+  // default runs it there through download and upload).
+  virtual void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing);
+  // True when moe_experts_routed can run `layer` for n_tokens tokens: every expert of the layer is
+  // on the device, so the host need not see the routing.
+  virtual bool can_route_on_device(int /*layer*/, std::int64_t /*n_tokens*/) const { return false; }
+  // moe_experts for every slot of `routing`, the experts of `layer` taken from the device tier.
+  virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out);
+
   // --- Gated DeltaNet (linear attention); the base throws Unsupported for backends without it.
   // Depthwise causal conv: out[t][c] = silu(sum_i w[c][i] * x_{t-K+1+i}[c]), the left context from
   // `state`, which then holds the last K-1 inputs. x, out [T, C]; weight [C, K] (HF conv1d.weight
@@ -133,6 +150,11 @@ class Backend {
   // named experts from them. Throws BudgetError naming the smallest budget when k records do not fit.
   virtual void configure_expert_cache(const ExpertCacheLayout& /*layout*/, std::uint64_t /*budget_bytes*/) {}
   virtual DeviceMemoryInfo memory_info() const { return {}; }
+  // True when the device tier has a slot for every expert; the engine then loads them all up front
+  // (load_experts), so that every MoE layer can route on the device.
+  virtual bool expert_cache_holds_all() const { return false; }
+  // Uploads experts of one layer (named, at most the layer's capacity) into the device tier.
+  virtual void load_experts(std::span<const ExpertWeights> /*experts*/) {}
 
   // Counters since the last reset_stats(), by name (Vulkan: the device tier's "device_*").
   virtual std::map<std::string, double> stats() const { return {}; }

@@ -20,6 +20,7 @@ struct DeviceFeatures {
   bool subgroup_arithmetic = false;  // subgroup reductions in compute shaders
   std::uint32_t subgroup_size = 0;
   bool timeline_semaphore = false;   // required (Vulkan 1.2)
+  bool buffer_device_address = false;  // required: MoE kernels reach expert slots by address
   bool cooperative_matrix_nv = false;  // VK_NV_cooperative_matrix (tensor cores), not used yet
 };
 

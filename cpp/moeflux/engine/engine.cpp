@@ -1,5 +1,8 @@
 #include "moeflux/engine/engine.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "moeflux/arch/registry.h"
 #include "moeflux/util/error.h"
 
@@ -29,8 +32,25 @@ Engine::Engine(const std::string& path, const EngineOptions& options) : backend_
     const backend::ExpertCacheLayout layout = expert_layout(packed_->manifest(), k);
     plan_device(plan_, k, options.device_cache_bytes, backend_->expert_slot_bytes(layout), backend_->memory_info());
     if (plan_.device_slot_bytes > 0) backend_->configure_expert_cache(layout, plan_.device_cache_bytes);
+    if (options.preload_experts && backend_->expert_cache_holds_all()) preload_experts(layout);
   } catch (const Error& e) {
     e.rethrow_with("opening the model at " + path);
+  }
+}
+
+void Engine::preload_experts(const backend::ExpertCacheLayout& layout) {
+  std::vector<std::int32_t> batch;
+  std::vector<backend::ExpertWeights> weights;
+  for (const auto& l : layout.layers) {
+    const int step = store_->capacity(l.layer);
+    for (int first = 0; first < l.n_experts; first += step) {
+      batch.resize(static_cast<std::size_t>(std::min(step, l.n_experts - first)));
+      std::iota(batch.begin(), batch.end(), first);
+      weights.clear();
+      for (const experts::ExpertRecord& r : store_->fetch(l.layer, batch))
+        weights.push_back({r.blocks.at(0), r.blocks.at(1), r.blocks.at(2), l.layer, r.expert});
+      backend_->load_experts(weights);
+    }
   }
 }
 

@@ -25,6 +25,9 @@ struct EngineOptions {
   experts::IoMode io = experts::IoMode::direct;
   std::function<int(int layer, int expert)> read_fault;  // test hook (experts::StoreOptions)
   std::string device;  // vulkan: "" (the first discrete GPU, else the first usable), an index, or part of a name
+  // When the device tier has a slot for every expert, read them all at open, so decoding never
+  // waits for the host (each MoE layer routes on the device).
+  bool preload_experts = true;
 };
 
 class Engine {
@@ -43,6 +46,7 @@ class Engine {
   std::uint64_t dense_bytes() const;  // bytes of resident (dense) weights
 
  private:
+  void preload_experts(const backend::ExpertCacheLayout& layout);  // the device tier, when it holds all
   std::shared_ptr<const format::PackedModel> packed_;
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<experts::ExpertStore> store_;

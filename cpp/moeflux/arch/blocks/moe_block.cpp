@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "moeflux/backend/routing.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::arch {
@@ -19,40 +20,45 @@ void mlp_block(backend::Backend& backend, const MlpWeights& weights, const Tenso
 }
 
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
-               const MoeWeights& weights, const Tensor& x, Tensor& out, MoeRoutingOut& routing) {
+               const MoeWeights& weights, const Tensor& x, Tensor& out, MoeRoutingSlot routing) {
   const std::int64_t T = x.dim(0);
   const int E = config.n_experts, k = config.routing.k;
 
-  Tensor logits = backend.empty({T, E});
+  Tensor logits = routing.router_logits.defined() ? routing.router_logits : backend.empty({T, E});
   backend.matmul(x, weights.router, logits);
-  routing.router_logits.resize(static_cast<std::size_t>(T * E));
-  backend.download(logits, routing.router_logits);  // the layer's one sync point
+  backend.route_softmax_topk(logits, config.routing, routing.routing);
 
-  routing.experts.resize(static_cast<std::size_t>(T * k));
-  routing.weights.resize(static_cast<std::size_t>(T * k));
-  route_softmax_topk(routing.router_logits, T, E, config.routing, routing.experts, routing.weights);
+  if (backend.can_route_on_device(config.layer, T)) {
+    backend.moe_experts_routed(x, routing.routing, config.layer, out);
+  } else {
+    std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
+    backend.download(routing.routing, values);  // the layer's one sync point
+    std::vector<std::int32_t> experts(static_cast<std::size_t>(T * k));
+    std::vector<float> expert_weights_of(experts.size());
+    backend::routing_from_tensor(values, k, experts, expert_weights_of);
 
-  // A prefill chunk may choose more experts than the cache holds at once: run them in ascending
-  // batches, which accumulates in the same order as one call (bit-identical whatever the budget).
-  const std::vector<std::int32_t> unique = unique_experts(routing.experts);
-  const auto capacity = static_cast<std::size_t>(store.capacity(config.layer));
-  MF_ASSERT(capacity >= 1, "expert store capacity ", capacity);
-  std::vector<backend::ExpertWeights> expert_weights;
-  for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
-    const auto batch = std::span<const std::int32_t>(unique).subspan(begin, std::min(capacity, unique.size() - begin));
-    std::vector<experts::ExpertRecord> records;
-    try {
-      records = store.fetch(config.layer, batch);
-    } catch (const Error& e) {
-      e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
+    // A prefill chunk may choose more experts than the cache holds at once: run them in ascending
+    // batches, which accumulates in the same order as one call (bit-identical whatever the budget).
+    const std::vector<std::int32_t> unique = unique_experts(experts);
+    const auto capacity = static_cast<std::size_t>(store.capacity(config.layer));
+    MF_ASSERT(capacity >= 1, "expert store capacity ", capacity);
+    std::vector<backend::ExpertWeights> expert_weights;
+    for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
+      const auto batch = std::span<const std::int32_t>(unique).subspan(begin, std::min(capacity, unique.size() - begin));
+      std::vector<experts::ExpertRecord> records;
+      try {
+        records = store.fetch(config.layer, batch);
+      } catch (const Error& e) {
+        e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
+      }
+      expert_weights.clear();
+      for (const auto& record : records) {
+        MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
+        expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2], config.layer, record.expert});
+      }
+      const backend::MoeRouting moe{T, k, experts, expert_weights_of, batch};
+      backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);
     }
-    expert_weights.clear();
-    for (const auto& record : records) {
-      MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
-      expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2], config.layer, record.expert});
-    }
-    const backend::MoeRouting moe{T, k, routing.experts, routing.weights, batch};
-    backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);
   }
 
   if (config.has_shared_expert) {

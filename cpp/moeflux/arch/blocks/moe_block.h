@@ -1,12 +1,14 @@
-// The sparse MoE block: router logits on the backend, softmax top-k on the host (the one sync point
-// of a layer), the chosen experts from the expert store, then the routed SwiGLU experts and an
-// optional shared expert with a sigmoid gate (Qwen2-MoE style). Also the dense SwiGLU MLP.
+// The sparse MoE block: router logits and softmax top-k on the backend; when every expert of the
+// layer is on the device the backend runs them from its routing (no host sync), else the routing is
+// downloaded (the layer's one sync point) and the chosen experts come from the expert store. Then
+// an optional shared expert with a sigmoid gate (Qwen2-MoE style). Also the dense SwiGLU MLP.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "moeflux/arch/blocks/forward_routing.h"
 #include "moeflux/arch/blocks/router.h"
 #include "moeflux/backend/backend.h"
 #include "moeflux/experts/expert_store.h"
@@ -34,16 +36,9 @@ struct MoeWeights {
   backend::Tensor shared_expert_gate;  // [1, H], when has_shared_expert
 };
 
-// Where the block reports its routing: experts/weights [T, k], router logits [T, E] (may be empty).
-struct MoeRoutingOut {
-  std::vector<std::int32_t> experts;
-  std::vector<float> weights;
-  std::vector<float> router_logits;
-};
-
-// x, out [T, H]
+// x, out [T, H]; the routing goes to `routing` (ForwardRouting::layer).
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
                const MoeWeights& weights, const backend::Tensor& x, backend::Tensor& out,
-               MoeRoutingOut& routing);
+               MoeRoutingSlot routing);
 
 }  // namespace moeflux::arch

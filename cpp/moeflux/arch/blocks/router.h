@@ -1,22 +1,16 @@
-// Softmax top-k routing on the host (Qwen2/3-MoE, Qwen3-Next, Mixtral, OLMoE): probabilities in
-// float32, the k largest in descending order (ties: lower expert id first), optional renormalisation.
+// Routing helpers of the MoE blocks: the softmax top-k options (computed by the backend,
+// backend/routing.h) and the distinct experts of a routing.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "moeflux/backend/backend.h"
+
 namespace moeflux::arch {
 
-struct SoftmaxTopkOptions {
-  int k = 1;
-  bool normalize = false;  // norm_topk_prob
-};
-
-// logits [T, E] -> experts [T, k], weights [T, k].
-void route_softmax_topk(std::span<const float> logits, std::int64_t n_tokens, int n_experts,
-                        const SoftmaxTopkOptions& options, std::span<std::int32_t> experts,
-                        std::span<float> weights);
+using SoftmaxTopkOptions = backend::RouteOptions;
 
 // The distinct experts of a routing, ascending.
 std::vector<std::int32_t> unique_experts(std::span<const std::int32_t> experts);

@@ -141,6 +141,7 @@ Device::Device(const VulkanOptions& options) : instance_(options.validation) {
   f12.storageBuffer8BitAccess = features_.storage8 ? VK_TRUE : VK_FALSE;
   f12.shaderFloat16 = features_.float16 ? VK_TRUE : VK_FALSE;
   f12.timelineSemaphore = VK_TRUE;
+  f12.bufferDeviceAddress = VK_TRUE;
   std::uint32_t n_ext = 0;
   check(vkEnumerateDeviceExtensionProperties(physical_, nullptr, &n_ext, nullptr), "vkEnumerateDeviceExtensionProperties");
   std::vector<VkExtensionProperties> extensions(n_ext);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/structs.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
@@ -60,6 +61,47 @@ DeviceExpertCache::DeviceExpertCache(const std::shared_ptr<Context>& context, co
       slot[r] = std::make_shared<VulkanStorage>(context, a, block_bytes[r]);
     }
   }
+  holder_.assign(n, {-1, -1});
+  n_experts_ = expert_counts(layout);
+  resident_.assign(n_experts_.size(), 0);
+  for (const int e : n_experts_) max_experts_ = std::max(max_experts_, e);
+  const auto words = static_cast<std::int64_t>(n_experts_.size()) * max_experts_ * 6;
+  if (words > 0) {
+    const auto bytes = static_cast<VkDeviceSize>(words) * 4;
+    const Allocation a = context->memory.allocate(MemoryKind::device, bytes, "the expert table");
+    table_ = Tensor(std::make_shared<VulkanStorage>(context, a, bytes), Dtype::f32, {words});
+    const std::vector<std::byte> zeros(bytes);
+    context->recorder.upload(zeros, byte_range(table_, 0, words));
+  }
+}
+
+bool DeviceExpertCache::holds_all() const {
+  std::uint64_t total = 0;
+  for (const int e : n_experts_) total += static_cast<std::uint64_t>(e);
+  return total > 0 && storage_.size() == total;
+}
+
+void DeviceExpertCache::write_entry(Recorder& recorder, int moe_layer, std::int32_t expert,
+                                    const std::array<std::uint32_t, 6>& words) {
+  const std::int64_t at = table_first(moe_layer) + static_cast<std::int64_t>(expert) * 6;
+  recorder.upload(std::as_bytes(std::span(words)), byte_range(table_, at, 6));
+}
+
+void DeviceExpertCache::record_slot(Recorder& recorder, std::uint32_t s, int moe_layer, std::int32_t expert) {
+  auto& [old_layer, old_expert] = holder_[s];
+  if (old_layer >= 0) {
+    write_entry(recorder, old_layer, old_expert, {});
+    --resident_[static_cast<std::size_t>(old_layer)];
+  }
+  std::array<std::uint32_t, 6> words{};
+  for (std::size_t r = 0; r < 3; ++r) {
+    const VkDeviceAddress address = storage_[s][r]->allocation().address();
+    words[2 * r] = static_cast<std::uint32_t>(address);
+    words[2 * r + 1] = static_cast<std::uint32_t>(address >> 32);
+  }
+  write_entry(recorder, moe_layer, expert, words);
+  holder_[s] = {moe_layer, expert};
+  ++resident_[static_cast<std::size_t>(moe_layer)];
 }
 
 int DeviceExpertCache::moe_layer(int layer) const {
@@ -91,6 +133,14 @@ void VulkanBackend::configure_expert_cache(const ExpertCacheLayout& layout, std:
     }
   }
   expert_cache_ = std::make_unique<DeviceExpertCache>(context_, layout, role, budget_bytes);
+  layer_forms_.clear();
+  for (const auto& l : layout.layers) {
+    ExpertForms forms;
+    for (std::size_t r = 0; r < 3; ++r) forms.role[r] = weight_form(l.blocks[r], "device_cache");
+    forms.gate_shape = l.blocks[0].shape;
+    forms.down_shape = l.blocks[2].shape;
+    layer_forms_.push_back(forms);
+  }
 }
 
 std::uint32_t VulkanBackend::expert_batch(std::span<const ExpertWeights> experts) const {
@@ -128,6 +178,7 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
     } else {
       bool evicted = false;
       slot[i] = slots.assign(m, batch[i].expert, &evicted);
+      cache.record_slot(context_->recorder, static_cast<std::uint32_t>(slot[i]), m, batch[i].expert);
       ++cache.stats.misses;
       cache.stats.evictions += evicted ? 1 : 0;
       uploaded = true;
@@ -182,6 +233,7 @@ std::map<std::string, double> VulkanBackend::stats() const {
           {"device_hit_rate", lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups) : 0.0},
           {"device_bytes_uploaded", static_cast<double>(s.bytes_uploaded)},
           {"device_evictions", static_cast<double>(s.evictions)},
+          {"device_routed_layers", static_cast<double>(s.routed_layers)},
           {"device_upload_seconds", s.upload_seconds},
           {"device_slots", static_cast<double>(c.n_slots())},
           {"device_slot_bytes", static_cast<double>(c.slot_bytes())},

@@ -215,8 +215,10 @@ DeviceInfo describe_device(VkPhysicalDevice device, int index) {
                           (p11.subgroupSupportedOperations & needed) == needed;
   f.subgroup_size = p11.subgroupSize;
   f.timeline_semaphore = f12.timelineSemaphore == VK_TRUE;
+  f.buffer_device_address = f12.bufferDeviceAddress == VK_TRUE;
   f.cooperative_matrix_nv = has_device_extension(device, "VK_NV_cooperative_matrix");
   if (!f.timeline_semaphore) info.missing.emplace_back("timeline semaphores");
+  if (!f.buffer_device_address) info.missing.emplace_back("buffer device addresses");
   return info;
 }
 

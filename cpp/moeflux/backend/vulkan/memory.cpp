@@ -14,7 +14,8 @@ namespace {
 constexpr VkDeviceSize kBlockBytes[] = {256ull << 20, 32ull << 20, 64ull << 20};
 
 constexpr VkBufferUsageFlags kUsage =
-    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+    VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT;
 
 VkDeviceSize round_up(VkDeviceSize n, VkDeviceSize a) { return (n + a - 1) / a * a; }
 
@@ -96,7 +97,10 @@ Block* Memory::new_block(MemoryKind kind, VkDeviceSize size, std::string_view wh
     block->buffer = create_buffer(device_, bytes);
     VkMemoryRequirements reqs;
     vkGetBufferMemoryRequirements(device_.handle(), block->buffer, &reqs);
+    auto flags = vk_struct<VkMemoryAllocateFlagsInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO);
+    flags.flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT;
     auto info = vk_struct<VkMemoryAllocateInfo>(VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO);
+    info.pNext = &flags;
     info.allocationSize = reqs.size;
     info.memoryTypeIndex = static_cast<std::uint32_t>(type_[static_cast<int>(kind)]);
     const VkResult result = vkAllocateMemory(device_.handle(), &info, nullptr, &block->memory);
@@ -116,6 +120,9 @@ Block* Memory::new_block(MemoryKind kind, VkDeviceSize size, std::string_view wh
   block->size = bytes;
   try {
     check(vkBindBufferMemory(device_.handle(), block->buffer, block->memory, 0), "vkBindBufferMemory");
+    auto address = vk_struct<VkBufferDeviceAddressInfo>(VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO);
+    address.buffer = block->buffer;
+    block->address = vkGetBufferDeviceAddress(device_.handle(), &address);
     if (kind != MemoryKind::device) {
       void* p = nullptr;
       check(vkMapMemory(device_.handle(), block->memory, 0, VK_WHOLE_SIZE, 0, &p), "vkMapMemory");

@@ -29,6 +29,7 @@ struct Block {
   VkBuffer buffer = VK_NULL_HANDLE;
   VkDeviceSize size = 0;
   std::byte* mapped = nullptr;  // host-visible kinds only
+  VkDeviceAddress address = 0;  // of the buffer's first byte, for shaders that read by address
   MemoryKind kind = MemoryKind::device;
   std::uint32_t id = 0;         // unique for the Memory's lifetime (barrier tracking)
   std::map<VkDeviceSize, VkDeviceSize> free;  // offset -> size, coalesced
@@ -40,6 +41,7 @@ struct Allocation {
   VkDeviceSize size = 0;
   explicit operator bool() const { return block != nullptr; }
   std::byte* mapped() const { return block->mapped + offset; }  // host-visible kinds only
+  VkDeviceAddress address() const { return block->address + offset; }
 };
 
 class Memory {

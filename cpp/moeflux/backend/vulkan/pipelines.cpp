@@ -18,6 +18,8 @@
 #include "params/matmul.h"
 #include "params/matmul_q.h"
 #include "params/moe_accumulate.h"
+#include "params/moe_pairs.h"
+#include "params/moe_route.h"
 #include "params/rms_norm.h"
 #include "params/rope.h"
 #include "params/sigmoid_mul.h"
@@ -49,6 +51,9 @@ constexpr ShaderSpec kShaders[] = {
     {"attention_prefill", 4, sizeof(AttentionParams), 128},
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},
     {"fill", 1, sizeof(FillParams), 256},
+    {"moe_route", 2, sizeof(MoeRouteParams), 256},
+    {"moe_gate_up", 4, sizeof(MoePairParams), 128},
+    {"moe_down", 4, sizeof(MoePairParams), 128},
 };
 
 const ShaderSpec& spec_of(std::string_view shader) {

@@ -12,6 +12,7 @@
 
 #include "moeflux/backend/backend.h"
 #include "moeflux/backend/vulkan/context.h"
+#include "moeflux/backend/vulkan/ops/tensor_access.h"
 
 namespace moeflux::backend::vk {
 
@@ -47,11 +48,16 @@ class VulkanBackend final : public Backend {
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
+  void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
+  bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
+  void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) override;
 
   // The device tier of the expert cache (device_expert_cache.cpp).
   std::uint64_t expert_slot_bytes(const ExpertCacheLayout& layout) const override;
   void configure_expert_cache(const ExpertCacheLayout& layout, std::uint64_t budget_bytes) override;
   DeviceMemoryInfo memory_info() const override;
+  bool expert_cache_holds_all() const override;
+  void load_experts(std::span<const ExpertWeights> experts) override;
   std::map<std::string, double> stats() const override;
   void reset_stats() override;
   const DeviceExpertCache* expert_cache() const { return expert_cache_.get(); }  // for tests
@@ -76,6 +82,25 @@ class VulkanBackend final : public Backend {
   // device slots for named experts where the tier exists (misses uploaded), else fresh uploads.
   std::vector<std::array<Tensor, 3>> expert_tensors(std::span<const ExpertWeights> batch);
   std::uint32_t expert_batch(std::span<const ExpertWeights> experts) const;  // experts per batch
+
+  // The pair kernels of few tokens (ops/moe_pairs.cpp): every (token, slot) of `routing` [T, 2k]
+  // whose expert has an entry in `table` (E entries of 6 words: block addresses) runs
+  // moe_gate_up then moe_down into out (accumulating when asked). `forms` are the layer's
+  // expert blocks (gate, up, down) as stored on the device.
+  struct ExpertForms {
+    std::array<WeightForm, 3> role;
+    Shape gate_shape, down_shape;
+  };
+  static bool stored_alike(const WeightForm& a, const WeightForm& b);  // same dtype and quantization
+  static bool pair_kernels_fit(const ExpertForms& forms);  // gate and up alike, shapes that chain
+  // moe_experts takes the pair kernels: few tokens, every expert stored alike.
+  bool pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const;
+  void moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table, std::uint32_t E,
+                 const ExpertForms& forms, Tensor& out, bool accumulate);
+  // The experts of moe_experts through the pair kernels (few tokens): one staged table per batch.
+  void moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+                         Tensor& out, bool accumulate);
+  std::vector<ExpertForms> layer_forms_;  // per MoE layer of the device tier, from its layout
 
   std::shared_ptr<Context> context_;
   std::unique_ptr<DeviceExpertCache> expert_cache_;

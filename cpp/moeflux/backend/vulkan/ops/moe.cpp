@@ -1,4 +1,4 @@
-// moe_experts as the CPU computes it: per listed expert, ascending, its tokens' rows gathered, then
+// moe_experts for many tokens (prefill; few tokens take ops/moe_pairs.cpp), as the CPU computes it: per listed expert, ascending, its tokens' rows gathered, then
 // down(silu(gate x) * up x), then out[token] += y * weight (moe_accumulate, one dispatch per expert),
 // so batched calls give the bits of one call. Expert weights come from the device tier's slots,
 // keyed by (layer, expert) (device_expert_cache.cpp); unnamed experts are uploaded per call.
@@ -127,6 +127,10 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
   }
   cpu::check_disjoint(x, out, "moe_experts", "x");
 
+  if (max_rows > 0 && H > 0 && pair_path_fits(routing, experts)) {  // few tokens: two dispatches per batch
+    moe_experts_pairs(x, routing, experts, out, accumulate_into);
+    return;
+  }
   if (!accumulate_into && out.numel() > 0) fill(out, 0.0f);
   if (max_rows == 0 || H == 0) return;
   Tensor xs_all = empty({max_rows, H}), y_all = empty({max_rows, H});

@@ -1,0 +1,215 @@
+// The routed experts of few tokens (decode): softmax top-k on the device (moe_route), then two
+// dispatches for a whole MoE layer, whatever the number of experts: moe_gate_up over every
+// (token, slot) pair and moe_down, which sums each token's experts in ascending order into out.
+// The kernels reach each expert's blocks through an expert table of device addresses: the device
+// tier's own (moe_experts_routed: no host sync) or one staged per call (moe_experts), so both paths
+// give the same bits.
+#include <algorithm>
+#include <bit>
+#include <vector>
+
+#include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/routing.h"
+#include "moeflux/backend/vulkan/device_expert_cache.h"
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/util/error.h"
+#include "params/moe_pairs.h"
+#include "params/moe_route.h"
+
+namespace moeflux::backend::vk {
+namespace {
+
+constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert matrix path (moe.cpp)
+constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
+constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
+
+// The QuantRows part of the parameters for a block of this form and shape (zeros for floats).
+void set_quant(params::MoePairParams& p, Dtype dtype, const format::QuantParams& quant, const Shape& shape) {
+  if (!format::is_quantized(dtype)) return;
+  const format::QuantLayout layout = format::quant_layout(shape, quant);
+  p.row_words = static_cast<std::uint32_t>(layout.row_bytes / 4);
+  p.groups = static_cast<std::uint32_t>(layout.groups_per_row);
+  p.group_size = static_cast<std::uint32_t>(quant.group_size);
+  p.scale_bf16 = quant.scale_dtype == Dtype::bf16 ? 1u : 0u;
+  p.s_first = static_cast<std::uint32_t>(layout.scales_offset / 2);
+  p.b_first = static_cast<std::uint32_t>(layout.biases_offset / 2);
+}
+
+std::array<std::uint32_t, 6> table_entry(const std::array<Tensor, 3>& blocks) {
+  std::array<std::uint32_t, 6> words{};
+  for (std::size_t r = 0; r < 3; ++r) {
+    const auto& storage = static_cast<const VulkanStorage&>(*blocks[r].storage());
+    const VkDeviceAddress address = storage.allocation().address();
+    words[2 * r] = static_cast<std::uint32_t>(address);
+    words[2 * r + 1] = static_cast<std::uint32_t>(address >> 32);
+  }
+  return words;
+}
+
+}  // namespace
+
+bool VulkanBackend::pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const {
+  if (routing.n_tokens > kPairMaxTokens || routing.k > kMaxK || experts.empty()) return false;
+  auto form_of = [&](const ExpertWeights& w) {
+    ExpertForms f;
+    f.role = {weight_form(w.gate, "moe_experts"), weight_form(w.up, "moe_experts"), weight_form(w.down, "moe_experts")};
+    f.gate_shape = w.gate.shape;
+    f.down_shape = w.down.shape;
+    return f;
+  };
+  const ExpertForms first = form_of(experts[0]);
+  if (!pair_kernels_fit(first)) return false;
+  const auto same = stored_alike;
+  return std::all_of(experts.begin(), experts.end(), [&](const ExpertWeights& w) {
+    const ExpertForms f = form_of(w);
+    return f.gate_shape == first.gate_shape && f.down_shape == first.down_shape && same(f.role[0], first.role[0]) &&
+           same(f.role[1], first.role[1]) && same(f.role[2], first.role[2]);
+  });
+}
+
+bool VulkanBackend::stored_alike(const WeightForm& a, const WeightForm& b) {
+  return a.dtype == b.dtype && a.quant.bits == b.quant.bits && a.quant.group_size == b.quant.group_size &&
+         a.quant.scale_dtype == b.quant.scale_dtype;
+}
+
+bool VulkanBackend::pair_kernels_fit(const ExpertForms& forms) {
+  return stored_alike(forms.role[0], forms.role[1]) && forms.gate_shape.size() == 2 && forms.down_shape.size() == 2 &&
+         forms.down_shape[1] == forms.gate_shape[0];
+}
+
+void VulkanBackend::route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  f32_storage_of(logits, ctx, "route_softmax_topk", "logits");
+  f32_storage_of(routing, ctx, "route_softmax_topk", "routing");
+  MF_CHECK(logits.rank() == 2 && routing.rank() == 2 && routing.dim(0) == logits.dim(0) &&
+               routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 && options.k <= logits.dim(1),
+           ShapeError, "[route_softmax_topk] logits ", format::shape_string(logits.shape()), ", routing ",
+           format::shape_string(routing.shape()), ", k = ", options.k, "; expected [T, E], [T, 2k], 1 <= k <= E");
+  const std::int64_t T = logits.dim(0), E = logits.dim(1);
+  if (E > kRouteMaxExperts || options.k > kMaxK) {  // beyond the shader's shared arrays: on the host
+    Backend::route_softmax_topk(logits, options, routing);
+    return;
+  }
+  if (T == 0) return;
+  const Pipeline& pipeline = ctx.pipelines.get("moe_route_f32");
+  const Window lw = whole(logits, dev), rw = whole(routing, dev);
+  const params::MoeRouteParams p{lw.first, rw.first, static_cast<std::uint32_t>(T), static_cast<std::uint32_t>(E),
+                                 static_cast<std::uint32_t>(options.k), options.normalize ? 1u : 0u};
+  ctx.recorder.dispatch(pipeline, {lw.binding}, {rw.binding}, p, {groups_for(T, 1, dev)});
+}
+
+void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table,
+                              std::uint32_t E, const ExpertForms& forms, Tensor& out, bool accumulate) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  const std::int64_t T = x.dim(0), H = x.dim(1), I = forms.gate_shape[0];
+  const bool sg = dev.features().subgroup_arithmetic;
+  const Pipeline& gate_up = ctx.pipelines.get(variant("moe_gate_up", forms.role[0].dtype, sg));
+  const Pipeline& down = ctx.pipelines.get(variant("moe_down", forms.role[2].dtype, sg));
+  const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
+  auto rows_per_group = [&](const Pipeline& pl) -> std::int64_t {
+    return sg ? std::max<std::uint32_t>(1, pl.spec.local_size / subgroup) : 1;
+  };
+  Tensor act = empty({T * k, I});
+  const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
+
+  params::MoePairParams p{};
+  p.in_offset = xw.first;
+  p.routing_offset = routing.first;
+  p.table_offset = table.first;
+  p.out_offset = aw.first;
+  p.T = static_cast<std::uint32_t>(T);
+  p.k = k;
+  p.E = E;
+  p.K = static_cast<std::uint32_t>(H);
+  p.N = static_cast<std::uint32_t>(I);
+  set_quant(p, forms.role[0].dtype, forms.role[0].quant, forms.gate_shape);
+  ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding}, p,
+                        {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
+
+  params::MoePairParams q{};
+  q.in_offset = aw.first;
+  q.routing_offset = routing.first;
+  q.table_offset = table.first;
+  q.out_offset = ow.first;
+  q.T = static_cast<std::uint32_t>(T);
+  q.k = k;
+  q.E = E;
+  q.K = static_cast<std::uint32_t>(I);
+  q.N = static_cast<std::uint32_t>(H);
+  q.accumulate = accumulate ? 1u : 0u;
+  set_quant(q, forms.role[2].dtype, forms.role[2].quant, forms.down_shape);
+  ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
+                        {groups_for(H, rows_per_group(down), dev, 0), groups_for(T, 1, dev, 1)});
+}
+
+void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+                                      Tensor& out, bool accumulate) {
+  Context& ctx = *context_;
+  const std::vector<float> routing_values = routing_to_tensor(routing.experts, routing.weights, routing.k);
+  const Window routing_window{ctx.recorder.stage(std::as_bytes(std::span(routing_values))), 0};
+  const std::uint32_t E = static_cast<std::uint32_t>(routing.unique.back()) + 1;
+  ExpertForms forms;
+  for (std::size_t r = 0; r < 3; ++r) {
+    const format::TensorView& view = r == 0 ? experts[0].gate : r == 1 ? experts[0].up : experts[0].down;
+    forms.role[r] = weight_form(view, "moe_experts");
+  }
+  forms.gate_shape = experts[0].gate.shape;
+  forms.down_shape = experts[0].down.shape;
+  const std::size_t batch = expert_batch(experts);
+  bool written = accumulate;
+  for (std::size_t b0 = 0; b0 < experts.size(); b0 += batch) {
+    const std::size_t b1 = std::min(experts.size(), b0 + batch);
+    const std::vector<std::array<Tensor, 3>> blocks = expert_tensors(experts.subspan(b0, b1 - b0));
+    std::vector<std::uint32_t> table(static_cast<std::size_t>(E) * 6, 0u);  // only this batch's experts
+    for (std::size_t e = b0; e < b1; ++e) {
+      const auto entry = table_entry(blocks[e - b0]);
+      std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
+    }
+    const Window table_window{ctx.recorder.stage(std::as_bytes(std::span(table))), 0};
+    moe_pairs(x, routing_window, static_cast<std::uint32_t>(routing.k), table_window, E, forms, out, written);
+    written = true;
+  }
+}
+
+bool VulkanBackend::can_route_on_device(int layer, std::int64_t n_tokens) const {
+  if (!expert_cache_ || n_tokens > kPairMaxTokens) return false;
+  const int m = expert_cache_->moe_layer(layer);
+  return m >= 0 && pair_kernels_fit(layer_forms_[static_cast<std::size_t>(m)]) && expert_cache_->all_resident(m);
+}
+
+void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  cpu::check_rank(x, 2, "moe_experts_routed", "x");
+  f32_storage_of(x, ctx, "moe_experts_routed", "x");
+  f32_storage_of(routing, ctx, "moe_experts_routed", "routing");
+  f32_storage_of(out, ctx, "moe_experts_routed", "out");
+  const std::int64_t T = x.dim(0);
+  MF_CHECK(out.shape() == x.shape() && routing.rank() == 2 && routing.dim(0) == T && routing.dim(1) % 2 == 0 &&
+               routing.dim(1) >= 2 && routing.dim(1) <= 2 * kMaxK,
+           ShapeError, "[moe_experts_routed] x ", format::shape_string(x.shape()), ", routing ",
+           format::shape_string(routing.shape()), ", out ", format::shape_string(out.shape()),
+           "; expected out like x and routing [T, 2k]");
+  MF_CHECK(can_route_on_device(layer, T), InternalError, "[moe_experts_routed] layer ", layer,
+           " cannot route on the device (ask can_route_on_device first)");
+  cpu::check_disjoint(x, out, "moe_experts_routed", "x");
+  DeviceExpertCache& cache = *expert_cache_;
+  const int m = cache.moe_layer(layer);
+  const ExpertForms& forms = layer_forms_[static_cast<std::size_t>(m)];
+  MF_CHECK(forms.gate_shape[1] == x.dim(1), ShapeError, "[moe_experts_routed] x ", format::shape_string(x.shape()),
+           " does not fit the experts of layer ", layer, " (gate ", format::shape_string(forms.gate_shape), ")");
+  const Window table = window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, dev);
+  moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table,
+            static_cast<std::uint32_t>(cache.n_experts(m)), forms, out, false);
+  ++cache.stats.routed_layers;
+}
+
+bool VulkanBackend::expert_cache_holds_all() const { return expert_cache_ && expert_cache_->holds_all(); }
+
+void VulkanBackend::load_experts(std::span<const ExpertWeights> experts) {
+  if (!experts.empty()) expert_tensors(experts);
+}
+
+}  // namespace moeflux::backend::vk

@@ -1,0 +1,88 @@
+#version 450
+// moe_route: per token, p = softmax(logits) (max subtracted, exp, divided by the sum), then k
+// rounds of arg-max over p (ties to the lower expert), the chosen p divided by their sum when
+// normalizing: the router of transformers' Qwen MoE blocks. One workgroup per token; the sums
+// are shared-memory trees, so the result does not depend on timing.
+// Bindings: 0 logits f32 [T, E], 1 routing uint [T, 2k] (expert ids, then weight bits).
+#include "common/types.glsl"
+#include "common/grid.glsl"
+#include "params/moe_route.h"
+#define MAX_E 4096
+#define MAX_K 64
+
+layout(std430, binding = 0) readonly buffer Logits { float logits[]; };
+layout(std430, binding = 1) writeonly buffer Routing { uint routing[]; };
+
+shared float probs[MAX_E];
+shared float tree_v[WG];
+shared uint tree_i[WG];
+shared uint chosen_e[MAX_K];
+shared float chosen_p[MAX_K];
+
+// tree_v[0] = max (op 0) or sum (op 1) of tree_v over the workgroup.
+void tree_reduce(uint op) {
+  const uint tid = gl_LocalInvocationID.x;
+  barrier();
+  for (uint stride = WG / 2; stride > 0; stride >>= 1) {
+    if (tid < stride) tree_v[tid] = op == 0 ? max(tree_v[tid], tree_v[tid + stride]) : tree_v[tid] + tree_v[tid + stride];
+    barrier();
+  }
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x, E = p.E, k = p.k;
+  for (uint t = gl_WorkGroupID.x; t < p.T; t += gl_NumWorkGroups.x) {
+    const uint row = p.logits_offset + t * E;
+    float m = uintBitsToFloat(0xFF800000u);  // -inf
+    for (uint e = tid; e < E; e += WG) m = max(m, logits[row + e]);
+    tree_v[tid] = m;
+    tree_reduce(0);
+    const float top = tree_v[0];
+    barrier();
+    float s = 0.0;
+    for (uint e = tid; e < E; e += WG) {
+      const float v = exp(logits[row + e] - top);
+      probs[e] = v;
+      s += v;
+    }
+    tree_v[tid] = s;
+    tree_reduce(1);
+    const float sum = tree_v[0];
+    for (uint e = tid; e < E; e += WG) probs[e] = probs[e] / sum;
+    barrier();
+    for (uint j = 0; j < k; ++j) {
+      float best = -1.0;  // probabilities are >= 0; chosen ones are set to -1
+      uint best_e = 0xFFFFFFFFu;
+      for (uint e = tid; e < E; e += WG) {
+        if (probs[e] > best) best = probs[e], best_e = e;  // ascending e: ties keep the lower
+      }
+      tree_v[tid] = best;
+      tree_i[tid] = best_e;
+      barrier();
+      for (uint stride = WG / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+          const float v = tree_v[tid + stride];
+          const uint i = tree_i[tid + stride];
+          if (v > tree_v[tid] || (v == tree_v[tid] && i < tree_i[tid])) tree_v[tid] = v, tree_i[tid] = i;
+        }
+        barrier();
+      }
+      if (tid == 0) {
+        chosen_e[j] = tree_i[0];
+        chosen_p[j] = tree_v[0];
+        probs[tree_i[0]] = -1.0;
+      }
+      barrier();
+    }
+    if (tid == 0) {
+      float total = 0.0;
+      for (uint j = 0; j < k; ++j) total += chosen_p[j];
+      const uint first = p.routing_offset + t * 2 * k;
+      for (uint j = 0; j < k; ++j) {
+        routing[first + j] = chosen_e[j];
+        routing[first + k + j] = floatBitsToUint(p.normalize != 0 ? chosen_p[j] / total : chosen_p[j]);
+      }
+    }
+    barrier();
+  }
+}
