@@ -84,6 +84,11 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         token = [int(feed[i]) if args.feed == "random" else int(np.argmax(logits[0]))]
     decode_s = time.perf_counter() - t0
     s = model.stats()
+    # The prompt again with warm caches and compiled kernels: prefill throughput as a server sees it.
+    model.reset()
+    t0 = time.perf_counter()
+    model.forward(prompt, logits="last")
+    prefill_warm_s = time.perf_counter() - t0
     n = args.tokens
     device = {k: v for k, v in s.items() if k.startswith("device_")}
     return dict(
@@ -100,6 +105,7 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         open_s=round(open_s, 3),
         prefill_tokens=args.prompt,
         prefill_tok_s=round(args.prompt / prefill_s, 2),
+        prefill_warm_tok_s=round(args.prompt / prefill_warm_s, 2),
         decode_tok_s=round(n / decode_s, 3),
         ms_per_token=round(1e3 * decode_s / n, 2),
         hit_rate=round(s["expert_hit_rate"], 4),
@@ -149,7 +155,7 @@ def main() -> None:
         rows.append(json.loads(out))
         print(out, flush=True)
     cols = ["budget", "cache_bytes", "io", "decode_tok_s", "ms_per_token", "hit_rate", "bytes_read_per_token",
-            "read_throughput_GBs", "prefill_tok_s", "rss_over_dense_plus_budget"]
+            "read_throughput_GBs", "prefill_tok_s", "prefill_warm_tok_s", "rss_over_dense_plus_budget"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

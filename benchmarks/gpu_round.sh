@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One round of measurements on the GPU machine: build, check, then time the expert store on its disk.
+# One round of measurements on the GPU machine: build, check, then time the expert store on its disk,
+# CPU decode and Vulkan decode and prefill.
 # Usage (from the repository root, with the .deb bundle beside it):
-#   bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
+#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
+#     bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
 # Writes logs to $OUT (or ./bench-out) and prints the tables last.
 set -euo pipefail
 layers=${1:-48}
@@ -35,22 +37,27 @@ fi
 stride=$(python3 -c "import json;print(json.load(open('$model/moeflux.json'))['experts']['layers'][0]['stride'])")
 lfile="$model/experts/layer_000.bin"
 
-echo "== raw io_uring reads (record size $stride bytes)"
-for qd in 8 64; do
-  for mode in steady batch; do
-    sync; echo 3 > /proc/sys/vm/drop_caches || true
-    ./build/gpu/benchmarks/io_uring_bench "$lfile" "$stride" "$qd" 4 "$mode" | tee -a "$out/io_uring_bench.jsonl"
+if [ "${RAW_IO:-ON}" = ON ]; then
+  echo "== raw io_uring reads (record size $stride bytes)"
+  for qd in 8 64; do
+    for mode in steady batch; do
+      sync; echo 3 > /proc/sys/vm/drop_caches || true
+      ./build/gpu/benchmarks/io_uring_bench "$lfile" "$stride" "$qd" 4 "$mode" | tee -a "$out/io_uring_bench.jsonl"
+    done
   done
-done
+fi
 
 if [ "${DECODE_CPU:-ON}" = ON ]; then
   echo "== decode on the CPU, cold page cache"
   python3 benchmarks/bench_decode.py "$model" --budgets ${BUDGETS:-all,0.5,0.25,min} --tokens "$tokens" --cold | tee "$out/decode.log"
 fi
 if [ "${VULKAN:-ON}" = ON ]; then
-  echo "== decode on Vulkan after ${WARMUP:-128} warm-up steps: device budget all, then a quarter"
-  for dev in all 0.25; do
-    python3 benchmarks/bench_decode.py "$model" --budgets all --backend vulkan --device-budget $dev \
-      --warmup ${WARMUP:-128} --tokens "$tokens" | tee -a "$out/decode_vulkan.log"
-  done
+  # (a) every expert resident on the device (loaded at open); (b) a quarter of them, from a cold page
+  # cache, with the host tier holding every expert (after the first read) or only the minimum.
+  echo "== Vulkan (a): device budget all, ${WARMUP:-128} warm-up steps, prompt ${PROMPT:-512}"
+  python3 benchmarks/bench_decode.py "$model" --budgets all --backend vulkan --device-budget all \
+    --warmup ${WARMUP:-128} --tokens "$tokens" --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan.log"
+  echo "== Vulkan (b): device budget 0.25, cold page cache, host budget all and min"
+  python3 benchmarks/bench_decode.py "$model" --budgets all,min --backend vulkan --device-budget 0.25 --cold \
+    --warmup ${WARMUP:-128} --tokens "$tokens" --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan.log"
 fi
