@@ -2,13 +2,16 @@
 // arrays handed back own their memory.
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <string_view>
 
 #include <pybind11/stl.h>
 
 #include "arrays.h"
 #include "bindings.h"
 #include "moeflux/engine/session.h"
+#include "moeflux/engine/state_file.h"
 #include "moeflux/util/error.h"
 
 namespace py = pybind11;
@@ -139,10 +142,33 @@ class PyGeneration {
     if (!token) throw py::stop_iteration();
     return *token;
   }
+  std::string finish_reason() const {
+    switch (generation_.finish_reason()) {
+      case engine::FinishReason::stop_token: return "stop";
+      case engine::FinishReason::length: return "length";
+      case engine::FinishReason::none: break;
+    }
+    return "";
+  }
 
  private:
   engine::Generation generation_;
 };
+
+py::bytes save_state_bytes(PyModel& model, const std::string& metadata) {
+  std::ostringstream out;
+  {
+    py::gil_scoped_release release;
+    engine::write_state(model.session(), out, metadata);
+  }
+  return py::bytes(out.str());
+}
+
+std::string load_state_bytes(PyModel& model, const py::bytes& data) {
+  const std::string_view view = data;  // the bytes object stays alive for the call
+  py::gil_scoped_release release;
+  return engine::read_state(model.session(), std::as_bytes(std::span<const char>(view.data(), view.size())));
+}
 
 py::dict info_dict(const PyModel& model) {
   const arch::ModelInfo& i = model.info();
@@ -189,23 +215,44 @@ void init_model(py::module_& m) {
         self.session().engine().store().reset_stats();
         self.session().engine().backend().reset_stats();
       })
+      .def("truncate", [](PyModel& self, std::int64_t n) { py::gil_scoped_release release; self.session().truncate(n); },
+           py::arg("n_tokens"), "Forgets every position from n_tokens on.")
+      .def("save_state", &save_state_bytes, py::kw_only(), py::arg("metadata") = "",
+           "The session's whole state as bytes (a state file's contents), with opaque metadata text.")
+      .def("load_state", &load_state_bytes, py::arg("data"),
+           "Replaces the session's state with save_state()'s bytes; returns their metadata.")
+      .def("save_state_file", [](PyModel& self, const std::string& path, const std::string& metadata) {
+             py::gil_scoped_release release;
+             engine::save_state_file(self.session(), path, metadata);
+           }, py::arg("path"), py::kw_only(), py::arg("metadata") = "")
+      .def("load_state_file", [](PyModel& self, const std::string& path) {
+             py::gil_scoped_release release;
+             return engine::load_state_file(self.session(), path);
+           }, py::arg("path"))
       .def("generate",
-           [](PyModel& self, const py::handle& prompt, int max_new_tokens, float temperature, int top_k, float top_p,
-              std::uint64_t seed, std::vector<std::int32_t> stop_tokens) {
+           [](PyModel& self, const py::handle& prompt, int max_new_tokens, bool do_sample, float temperature, int top_k,
+              float top_p, float min_p, float repetition_penalty, float presence_penalty, float frequency_penalty,
+              std::optional<std::uint64_t> seed, std::vector<std::int32_t> stop_tokens) {
              engine::GenerateOptions options;
              options.max_new_tokens = max_new_tokens;
-             options.sampler = {temperature, top_k, top_p, seed};
+             options.sampler = {do_sample, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+                                frequency_penalty};
+             options.seed = seed;
              options.stop_tokens = std::move(stop_tokens);
              return std::make_unique<PyGeneration>(self, token_ids(prompt), options);
            },
-           py::arg("prompt"), py::kw_only(), py::arg("max_new_tokens") = 32, py::arg("temperature") = 0.0f,
-           py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("seed") = 0,
+           py::arg("prompt"), py::kw_only(), py::arg("max_new_tokens") = 32, py::arg("do_sample") = false,
+           py::arg("temperature") = 1.0f, py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
+           py::arg("repetition_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
+           py::arg("frequency_penalty") = 0.0f, py::arg("seed") = py::none(),
            py::arg("stop_tokens") = std::vector<std::int32_t>{}, py::keep_alive<0, 1>(),
-           "A token iterator: prefills `prompt`, then yields up to max_new_tokens sampled ids.");
+           "A token iterator: prefills `prompt`, then yields up to max_new_tokens ids (greedy unless do_sample).");
 
   py::class_<PyGeneration>(m, "Generation")
       .def("__iter__", [](PyGeneration& self) -> PyGeneration& { return self; })
-      .def("__next__", &PyGeneration::next);
+      .def("__next__", &PyGeneration::next)
+      .def_property_readonly("finish_reason", &PyGeneration::finish_reason,
+                             "'stop' (a stop token), 'length' (max_new_tokens), or '' while running");
 }
 
 }  // namespace moeflux::bindings

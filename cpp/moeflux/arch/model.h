@@ -26,11 +26,26 @@ struct ModelInfo {
   std::int64_t max_position = 0;      // max_position_embeddings
 };
 
+// One named tensor of a state, for saving and loading it (engine/state_file.cpp): a float32 view
+// of exactly the elements that matter at n_past (a KV cache's first n_past rows; a recurrent or
+// convolution state whole). Names are stable across runs ("layers.3.k").
+struct StateTensor {
+  std::string name;
+  backend::Tensor tensor;
+};
+
 // Everything a session keeps between calls (KV caches, recurrent states, the position).
+// Saving and loading go through tensors(): a family lists every tensor its forward pass reads
+// back, in a fixed order; loading first calls Model::reserve_state(state, n_past), sets n_past,
+// then uploads into the same list. The defaults refuse, so a family without them says so.
 class State {
  public:
   virtual ~State() = default;
   virtual void reset() = 0;
+  virtual std::vector<StateTensor> tensors();
+  // Whether lowering n_past forgets the last positions exactly (true for KV caches; false where a
+  // recurrent state has already folded them in, as in gated delta net layers).
+  virtual bool can_rewind() const { return true; }
   std::int64_t n_past = 0;  // tokens already processed
 };
 
@@ -69,6 +84,9 @@ class Model {
   // [T, vocab] (all), [1, vocab] (last) or nothing; `routing` (if given) receives this call's routing.
   virtual void forward(State& state, std::span<const std::int32_t> tokens, const ForwardOptions& options,
                        std::vector<float>& logits, RoutingRecord* routing) = 0;
+  // Allocates what `state` needs to hold n_past positions, so that its tensors() cover them
+  // (loading a saved state). The default refuses (Unsupported).
+  virtual void reserve_state(State& state, std::int64_t n_past);
 };
 
 }  // namespace moeflux::arch

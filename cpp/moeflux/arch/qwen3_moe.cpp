@@ -145,6 +145,16 @@ class Qwen3MoeState : public State {
  public:
   explicit Qwen3MoeState(int n_layers) : caches(static_cast<std::size_t>(n_layers)) {}
   void reset() override { n_past = 0; }  // cache rows past n_past are never read
+  // Each layer's keys and values of positions [0, n_past), [n_past, nkv * D].
+  std::vector<StateTensor> tensors() override {
+    std::vector<StateTensor> out;
+    if (n_past == 0) return out;
+    for (std::size_t L = 0; L < caches.size(); ++L) {
+      out.push_back({"layers." + std::to_string(L) + ".k", caches[L].k.rows(0, n_past)});
+      out.push_back({"layers." + std::to_string(L) + ".v", caches[L].v.rows(0, n_past)});
+    }
+    return out;
+  }
   std::vector<KvCache> caches;
 };
 
@@ -197,6 +207,12 @@ class Qwen3Moe : public Model {
 
   const ModelInfo& info() const override { return info_; }
   std::unique_ptr<State> new_state() const override { return std::make_unique<Qwen3MoeState>(p_.n_layers); }
+
+  void reserve_state(State& state_base, std::int64_t n_past) override {
+    auto& state = static_cast<Qwen3MoeState&>(state_base);
+    for (int L = 0; L < p_.n_layers; ++L)
+      reserve_kv_cache(*context_.backend, attention_config(L), state.caches[static_cast<std::size_t>(L)], n_past, 0);
+  }
 
   void forward(State& state_base, std::span<const std::int32_t> tokens, const ForwardOptions& options,
                std::vector<float>& logits, RoutingRecord* routing) override {

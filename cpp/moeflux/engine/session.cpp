@@ -39,26 +39,50 @@ std::vector<float> Session::forward(std::span<const std::int32_t> tokens, arch::
   return logits;
 }
 
+void Session::truncate(std::int64_t n_tokens) {
+  MF_CHECK(n_tokens >= 0 && n_tokens <= n_past(), ShapeError, "[truncate] cannot keep ", n_tokens,
+           " tokens of a session that holds ", n_past());
+  if (n_tokens == n_past()) return;
+  MF_CHECK(state_->can_rewind(), Unsupported, "[truncate] the state of model_type \"", engine_->info().model_type,
+           "\" cannot forget positions; reset() and run the prompt again");
+  const arch::ModelInfo& info = engine_->info();
+  const auto rows = static_cast<std::size_t>(n_tokens) * info.moe_layers.size();
+  state_->n_past = n_tokens;
+  tokens_.resize(static_cast<std::size_t>(n_tokens));
+  trace_.n_tokens = n_tokens;
+  trace_.experts.resize(rows * static_cast<std::size_t>(info.experts_per_token));
+  trace_.weights.resize(rows * static_cast<std::size_t>(info.experts_per_token));
+  if (!trace_.router_logits.empty()) trace_.router_logits.resize(rows * static_cast<std::size_t>(info.n_experts));
+}
+
 Generation::Generation(Session& session, std::vector<std::int32_t> prompt, const GenerateOptions& options)
     : session_(session), pending_(std::move(prompt)), options_(options), sampler_(options.sampler) {
   MF_CHECK(options.max_new_tokens >= 0, ConfigError, "[generate] max_new_tokens must be >= 0, not ",
            options.max_new_tokens);
   MF_CHECK(!pending_.empty() || session.n_past() > 0, ShapeError,
            "[generate] the prompt is empty and the session holds no tokens; give at least one token");
+  if (options.seed) session.rng().seed(*options.seed);
+  sampler_.observe_context(session.tokens());
+  sampler_.observe_context(pending_);
 }
 
 std::optional<std::int32_t> Generation::next() {
   if (finished_ || produced_ >= options_.max_new_tokens) {
+    if (!finished_) reason_ = FinishReason::length;
     finished_ = true;
     return std::nullopt;
   }
   MF_CHECK(!pending_.empty(), ShapeError, "[generate] nothing to continue from: the prompt was empty");
   const std::vector<float> logits = session_.forward(pending_, arch::LogitsMode::last);
-  const std::int32_t token = sampler_.sample(logits);
+  const std::int32_t token = sampler_.sample(logits, session_.rng());
+  sampler_.observe_generated(token);
   pending_.assign(1, token);
   ++produced_;
   const auto& stops = options_.stop_tokens;
-  if (std::find(stops.begin(), stops.end(), token) != stops.end()) finished_ = true;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    finished_ = true;
+    reason_ = FinishReason::stop_token;
+  }
   return token;
 }
 
