@@ -26,10 +26,10 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-"${pip[@]}" "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.24" ninja numpy tqdm tokenizers safetensors
+"${pip[@]}" "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.24" ninja numpy tqdm tokenizers safetensors jinja2
 if [ $with_tests -eq 1 ]; then
   # The CPU build of torch (the reference in tests); a plain "torch" would pull a CUDA build.
-  "${pip[@]}" "torch==2.13.0" "transformers>=5.0" pytest jinja2 nbclient nbformat ipykernel
+  "${pip[@]}" "torch==2.13.0" "transformers>=5.0" pytest nbclient nbformat ipykernel
 fi
 
 werror=OFF; [ "${CI:-}" = "true" ] && werror=ON

@@ -1,8 +1,10 @@
-"""The ``moeflux`` command line: ``demo``, ``convert`` and ``info`` (more commands join as they are built)."""
+"""The ``moeflux`` command line: demo, convert, generate, chat, bench, info, verify, devices. Every
+error a person can cause is one line on stderr (``moeflux: ErrorType: what to do``), exit status 1."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -49,8 +51,28 @@ def _bytes(n: float) -> str:
     return f"{int(n)} bytes ({n / 2**20:.1f} MiB)"
 
 
+def _memory_needs(path: str, info: dict, manifest: dict) -> None:
+    """The KV cache per token and what the directory holds besides weights."""
+    from pathlib import Path
+
+    from .chat_template import ChatTemplate
+    from .tokenizer import Tokenizer
+
+    config = json.loads((Path(path) / "config.json").read_text())
+    heads = config.get("num_key_value_heads") or config.get("num_attention_heads", 0)
+    head_dim = config.get("head_dim") or config.get("hidden_size", 0) // max(config.get("num_attention_heads", 1), 1)
+    types = config.get("layer_types")
+    attention_layers = sum(t == "full_attention" for t in types) if types else info["n_layers"]
+    kv = 2 * attention_layers * heads * head_dim * 4  # float32 keys and values
+    print(f"kv cache       {_bytes(kv * 1000)} per 1000 tokens of context ({attention_layers} attention layers)")
+    tokenizer = Tokenizer.from_dir(path)
+    print(f"tokenizer      {f'{tokenizer.vocab_size} tokens' if tokenizer else 'none (token ids only)'}")
+    template = ChatTemplate.from_dir(Path(path), tokenizer.special_tokens if tokenizer else {})
+    print(f"chat template  {'yes' if template else 'none'}")
+    print(f"checksums      {'yes (moeflux verify checks them)' if (Path(path) / 'checksums.json').exists() else 'none'}")
+
+
 def _info(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from .model import Model
@@ -70,6 +92,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"dense dtypes   {_dtypes(manifest['dense']['tensors'])}")
     print(f"dense bytes    {_bytes(stats['dense_bytes'])}")
     print(f"expert bytes   {_bytes(expert_bytes)} on disk")
+    _memory_needs(args.model, info, manifest)
     print(f"backend        {args.backend}")
     available = stats["plan_host_available_bytes"]
     print(f"host cache     {_bytes(stats['plan_host_cache_bytes'])}: {stats['plan_host_source']} "
@@ -86,7 +109,43 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="packed model directory (made by `moeflux convert`)")
+    group = parser.add_argument_group("where it runs")
+    group.add_argument("--backend", choices=["cpu", "vulkan"], default="cpu", help="compute on the CPU or a Vulkan GPU (default cpu)")
+    group.add_argument("--device", default=None, help="Vulkan device: an index or part of its name (see `moeflux devices`)")
+    group.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    group.add_argument("--cache-bytes", type=int, default=None, help="host memory for cached experts (default: planned from free memory)")
+    group.add_argument("--device-cache-bytes", type=int, default=None, help="GPU memory for cached experts (default: planned)")
+
+
+def _sampling_options(parser: argparse.ArgumentParser, *, prompt_options: bool = True) -> None:
+    group = parser.add_argument_group("generation (unset options come from the model's generation_config.json)")
+    group.add_argument("--max-new-tokens", type=int, default=None, help="most tokens to generate per reply (default 256)")
+    mode = group.add_mutually_exclusive_group()
+    mode.add_argument("--do-sample", action="store_true", help="sample (the default when a sampling option below is given)")
+    mode.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    group.add_argument("--temperature", type=float, default=None, help="sampling temperature (> 0; 0 means greedy)")
+    group.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0: all)")
+    group.add_argument("--top-p", type=float, default=None, help="sample among the most likely tokens whose probability adds up to p")
+    group.add_argument("--min-p", type=float, default=None, help="drop tokens less likely than min-p times the most likely")
+    group.add_argument("--repetition-penalty", type=float, default=None, help="divide the logits of tokens already seen (> 1 repeats less)")
+    group.add_argument("--presence-penalty", type=float, default=None, help="subtract from the logit of every token generated so far")
+    group.add_argument("--frequency-penalty", type=float, default=None, help="subtract per occurrence among generated tokens")
+    group.add_argument("--seed", type=int, default=None, help="seed of the sampler, for repeatable output")
+    group.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when the text contains TEXT (repeatable)")
+    if prompt_options:
+        template = parser.add_argument_group("chat template")
+        template.add_argument("--system", default=None, help="system message")
+        template.add_argument("--tools", default=None, metavar="FILE",
+                              help="JSON list of tool schemas ({\"type\": \"function\", \"function\": {...}}); "
+                                   "in chat, a \"command\" beside \"function\" runs the tool, after you confirm")
+        template.add_argument("--no-thinking", action="store_true", help="pass enable_thinking=False to templates that support it")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import cli_chat, cli_commands
+
     parser = argparse.ArgumentParser(prog="moeflux", description="Run mixture-of-experts models larger than memory.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -125,13 +184,43 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
     conv.set_defaults(run=_convert)
 
-    info = commands.add_parser("info", help="what a packed model holds, and the expert cache budgets planned for it")
+    gen = commands.add_parser("generate", help="stream a continuation of a prompt (or a chat reply with --chat)")
+    _model_options(gen)
+    gen.add_argument("prompt", help="the prompt text; - reads it from stdin")
+    gen.add_argument("--chat", action="store_true", help="send the prompt as a user message through the chat template")
+    _sampling_options(gen)
+    gen.set_defaults(run=cli_commands.generate)
+
+    chat = commands.add_parser("chat", help="talk with a model: history, /reset, /save, /load; tool calls run after you confirm")
+    _model_options(chat)
+    _sampling_options(chat)
+    chat.set_defaults(run=cli_chat.chat)
+
+    bench = commands.add_parser("bench", help="measure prefill and decode speed, expert cache hit rates and read times")
+    _model_options(bench)
+    bench.add_argument("--prompt-tokens", type=int, default=128, help="prompt length for the prefill phase (default 128)")
+    bench.add_argument("--new-tokens", type=int, default=32, help="tokens to decode greedily (default 32)")
+    bench.add_argument("--warmup", type=int, default=1, help="short untimed runs first (default 1)")
+    bench.add_argument("--seed", type=int, default=None, help="seed of the random prompt")
+    bench.set_defaults(run=cli_commands.bench)
+
+    info = commands.add_parser("info", help="what a packed model holds, what it needs in memory, and the expert cache plan")
     info.add_argument("model", help="packed model directory")
     info.add_argument("--backend", choices=["cpu", "vulkan"], default="cpu", help="backend to plan for (default cpu)")
     info.add_argument("--device", default=None, help="Vulkan device: an index or part of its name")
     info.add_argument("--cache-bytes", type=int, default=None, help="host expert cache budget (default: planned)")
     info.add_argument("--device-cache-bytes", type=int, default=None, help="device expert cache budget (default: planned)")
     info.set_defaults(run=_info)
+
+    verify = commands.add_parser("verify", help="check every file of a packed model against its checksums")
+    verify.add_argument("model", help="packed model directory")
+    verify.add_argument("--write", action="store_true", help="record checksums of the files as they are now (models converted before checksums existed)")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(run=cli_commands.verify)
+
+    devices = commands.add_parser("devices", help="list the Vulkan devices and whether moeflux can use them")
+    devices.add_argument("--json", action="store_true", help="everything known about each device, as JSON")
+    devices.set_defaults(run=cli_commands.devices)
     return parser
 
 
@@ -139,8 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except Error as error:  # one clear line, not a traceback
-        print(f"moeflux: {type(error).__name__}: {error}", file=sys.stderr)
+    except Error as error:  # one clear line, not a traceback (context lines joined)
+        message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"moeflux: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"moeflux: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("moeflux: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import _core
+from .checksums import write_checksums
 
 
 def convert(
@@ -31,6 +32,7 @@ def convert(
     dense_bits: the same for the dense projections, embeddings and LM head (never norms or routers).
     group_size: 32, 64 or 128 elements per scale and bias; scale_dtype: "bf16" or "f16".
     Returns {"bytes_written": int, "ignored": [source tensors no part of the model uses]}.
+    Writes checksums.json last (``moeflux verify`` checks it).
     Raises ConfigError for unsupported options, naming the option or the tensor.
     """
     bar: tqdm | None = None  # made on the first report, so a bad input prints only its error
@@ -43,7 +45,7 @@ def convert(
         bar.update(done - bar.n)
 
     try:
-        return dict(
+        report = dict(
             _core.convert(
                 os.fspath(src),
                 os.fspath(dst),
@@ -59,3 +61,5 @@ def convert(
     finally:
         if bar is not None:
             bar.close()
+    write_checksums(dst, progress=progress)
+    return report

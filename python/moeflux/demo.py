@@ -33,15 +33,6 @@ def default_model_path(home: str | os.PathLike[str] | None = None) -> Path:
     return packed
 
 
-def _stream_text(model: Model, ids: list[int], printed: str) -> str:
-    """Prints the new part of the decoded text, holding back an incomplete UTF-8 character."""
-    text = model.detokenize(ids)
-    if text.endswith("\ufffd"):
-        return printed
-    print(text[len(printed) :], end="", flush=True)
-    return text
-
-
 def routing_summary(experts: np.ndarray, moe_layers: tuple[int, ...], n_experts: int) -> list[str]:
     """One line per MoE layer: distinct experts used, the busiest experts, load balance."""
     lines = []
@@ -64,14 +55,13 @@ def run_demo(prompt: str, max_new_tokens: int = 48, home: str | None = None, thr
     print(prompt, end="", flush=True)
 
     generated: list[int] = []
-    printed = ""
     start = time.perf_counter()
     first_token_at = None
-    for token in model.generate(ids, max_new_tokens=max_new_tokens):
+    for chunk in model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, stream=True):
         if first_token_at is None:
             first_token_at = time.perf_counter()
-        generated.append(token)
-        printed = _stream_text(model, generated, printed)
+        generated.extend(chunk.token_ids)
+        print(chunk.text, end="", flush=True)
     end = time.perf_counter()
     print()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,8 +14,23 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .chat import Chat
+from .chat_template import ChatTemplate
+from .errors import FormatError, Unsupported
+from .generation import Completion, Stream, resolve_options
+from .tokenizer import Tokenizer
+from .tool_calls import parser_for
 
 TokenIds = Sequence[int] | np.ndarray
+Prompt = str | TokenIds | Sequence[Mapping[str, Any]]
+
+
+def _is_messages(prompt: Any) -> bool:
+    return isinstance(prompt, (list, tuple)) and len(prompt) > 0 and all(isinstance(m, Mapping) for m in prompt)
+
+
+def _int_list(ids: int | Sequence[int]) -> list[int]:
+    return [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
 
 
 @dataclass(frozen=True)
@@ -94,14 +110,15 @@ class Model:
         return json.loads(path.read_text()) if path.exists() else {}
 
     @cached_property
-    def tokenizer(self) -> Any:
-        """The checkpoint's ``tokenizers.Tokenizer`` (None when the model ships no tokenizer.json)."""
-        path = self.path / "tokenizer.json"
-        if not path.exists():
-            return None
-        from tokenizers import Tokenizer
+    def tokenizer(self) -> Tokenizer | None:
+        """The checkpoint's tokenizer (``moeflux.Tokenizer``; None when the model ships no tokenizer.json)."""
+        return Tokenizer.from_dir(self.path)
 
-        return Tokenizer.from_file(os.fspath(path))
+    @cached_property
+    def chat_template(self) -> ChatTemplate | None:
+        """The checkpoint's chat template (None when it has none)."""
+        tokenizer = self.tokenizer
+        return ChatTemplate.from_dir(self.path, tokenizer.special_tokens if tokenizer else {})
 
     @property
     def eos_token_ids(self) -> list[int]:
@@ -111,6 +128,17 @@ class Model:
             if eos is not None:
                 return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
         return []
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """What text generation stops on: the eos ids and the chat template's end-of-turn token."""
+        ids = self.eos_token_ids
+        template, tokenizer = self.chat_template, self.tokenizer
+        if template is not None and tokenizer is not None and template.end_of_turn:
+            eot = tokenizer.token_to_id(template.end_of_turn)
+            if eot is not None and eot not in ids:
+                ids.append(eot)
+        return ids
 
     # --- computing
     def forward(self, tokens: TokenIds, *, logits: str = "all") -> np.ndarray:
@@ -125,6 +153,10 @@ class Model:
     def reset(self) -> None:
         """Forgets the session's tokens, KV cache and routing trace."""
         self._core.reset()
+
+    def truncate(self, n_tokens: int) -> None:
+        """Forgets every position from ``n_tokens`` on (``Unsupported`` where the state cannot rewind)."""
+        self._core.truncate(n_tokens)
 
     @property
     def n_past(self) -> int:
@@ -146,48 +178,140 @@ class Model:
             moe_layers=tuple(self.info["moe_layers"]),
         )
 
+    # --- generation
     def generate(
         self,
-        prompt: TokenIds | str,
-        max_new_tokens: int = 32,
+        prompt: Prompt,
+        max_new_tokens: int | None = None,
         *,
-        temperature: float = 0.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int = 0,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        frequency_penalty: float | None = None,
+        seed: int | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+        stop_strings: str | Sequence[str] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        stream: bool = False,
         stop_tokens: Sequence[int] | None = None,
-    ) -> Iterator[int]:
-        """Streams new token ids: prefills ``prompt`` (ids, or text when the model has a tokenizer)
-        after the session's tokens, then samples up to ``max_new_tokens``; greedy when
-        ``temperature`` is 0. Stops after yielding one of ``stop_tokens`` (default: the model's eos).
+        **template_kwargs: Any,
+    ) -> Completion | Stream | Iterator[int]:
+        """Generates a reply: a ``Completion`` (text, token_ids, tool_calls, finish_reason), or with
+        ``stream=True`` a ``Stream`` of ``Chunk``s (one per token, then one with finish_reason).
+
+        prompt: text or token ids, computed after the session's tokens; or chat messages
+        (``[{"role": "user", "content": ...}]``), rendered with the model's chat template (with
+        ``tools`` and ``template_kwargs`` such as ``enable_thinking=False``), where the session
+        keeps the part it already holds and computes only the rest.
+        Sampling arguments are transformers' ``generate``'s; those left None come from
+        generation_config.json, then transformers' defaults. ``do_sample=None`` samples when you
+        set temperature, top_k, top_p or min_p; ``temperature=0`` is greedy. ``seed`` restarts the
+        session's generator (None: it runs on, so two calls differ). Generation stops on
+        ``eos_token_id`` (default: ``stop_token_ids``), on any of ``stop_strings`` (cut from the
+        text), or after ``max_new_tokens``. Tool calls (``<tool_call>{...}</tool_call>`` for Qwen)
+        come back parsed; a malformed one stays in the text and is flagged.
+
+        ``stop_tokens=`` (deprecated) keeps the old behaviour: an iterator of token ids.
         """
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else prompt
-        stops = self.eos_token_ids if stop_tokens is None else list(stop_tokens)
-        return self._core.generate(
-            ids,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            stop_tokens=stops,
+        options = resolve_options(
+            dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                 min_p=min_p, repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+                 frequency_penalty=frequency_penalty),
+            self.generation_config,
         )
+        if stop_tokens is not None:  # the token-level API of earlier versions
+            warnings.warn("generate(stop_tokens=...) is deprecated; use generate_tokens", DeprecationWarning, stacklevel=2)
+            ids = self._require_tokenizer().encode(prompt) if isinstance(prompt, str) else prompt
+            return self._core.generate(ids, seed=seed, stop_tokens=list(stop_tokens), **options)
+        if _is_messages(prompt):
+            text = self.apply_chat_template(prompt, tools=tools, add_generation_prompt=True, **template_kwargs)
+            ids = self._require_tokenizer().encode(text)
+            feed = self._reuse_prefix(ids)
+        else:
+            feed = self._require_tokenizer().encode(prompt) if isinstance(prompt, str) else prompt
+        stops = self.stop_token_ids if eos_token_id is None else _int_list(eos_token_id)
+        tokens = self._core.generate(feed, seed=seed, stop_tokens=stops, **options)
+        strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings or [])
+        decoder = self.tokenizer.stream_decoder() if self.tokenizer is not None else None  # None: ids only, no text
+        result = Stream(tokens, decoder, parser_for(self.info["model_type"]), strings, len(feed))
+        return result if stream else result.collect()
+
+    def generate_tokens(self, prompt: TokenIds, max_new_tokens: int | None = None, *,
+                        stop_tokens: Sequence[int] | None = None, seed: int | None = None,
+                        **sampling: Any) -> Iterator[int]:
+        """The token-level stream: prefills ``prompt`` ids after the session's tokens and yields
+        each new id; stops after one of ``stop_tokens`` (default: the eos ids). The iterator's
+        ``finish_reason`` says why it ended. Sampling arguments as in ``generate``."""
+        options = resolve_options(dict(sampling, max_new_tokens=max_new_tokens), self.generation_config)
+        stops = self.eos_token_ids if stop_tokens is None else list(stop_tokens)
+        return self._core.generate(prompt, seed=seed, stop_tokens=stops, **options)
+
+    def chat(self, *, system: str | None = None, tools: Sequence[dict[str, Any]] | None = None,
+             **template_kwargs: Any) -> Chat:
+        """A conversation on this model's session (see ``moeflux.Chat``): history, tools, turns
+        that compute only their new tokens."""
+        return Chat(self, system=system, tools=tools, **template_kwargs)
+
+    def _reuse_prefix(self, ids: np.ndarray) -> np.ndarray:
+        """Keeps the session's tokens that begin `ids` and returns the rest (at least one token)."""
+        cached = self.tokens
+        n = min(len(cached), len(ids) - 1)
+        if n > 0:
+            differs = np.flatnonzero(cached[:n] != ids[:n])
+            n = int(differs[0]) if differs.size else n
+        if n < len(cached):
+            try:
+                self._core.truncate(n)
+            except Unsupported:
+                self._core.reset()
+                n = 0
+        return ids[n:]
 
     # --- text
-    def tokenize(self, text: str) -> np.ndarray:
-        """int32 token ids of ``text`` (no special tokens added)."""
-        tokenizer = self._require_tokenizer()
-        return np.asarray(tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+    def tokenize(self, text: str, *, add_special_tokens: bool = False) -> np.ndarray:
+        """int32 token ids of ``text`` (special tokens written in it become their ids)."""
+        return self._require_tokenizer().encode(text, add_special_tokens=add_special_tokens)
 
-    def detokenize(self, tokens: TokenIds) -> str:
-        return self._require_tokenizer().decode([int(t) for t in tokens], skip_special_tokens=False)
+    def detokenize(self, tokens: TokenIds, *, skip_special_tokens: bool = False) -> str:
+        return self._require_tokenizer().decode(tokens, skip_special_tokens=skip_special_tokens)
 
-    def _require_tokenizer(self) -> Any:
+    def apply_chat_template(self, messages: Sequence[dict[str, Any]], *, tools: Sequence[dict[str, Any]] | None = None,
+                            add_generation_prompt: bool = True, tokenize: bool = False, **kwargs: Any) -> str | np.ndarray:
+        """The prompt text of ``messages`` as transformers' ``apply_chat_template`` renders it
+        (token ids with ``tokenize=True``)."""
+        template = self.chat_template
+        if template is None:
+            raise FormatError(f"{self.path} has no chat template (tokenizer_config.json or chat_template.jinja); "
+                              "pass text or token ids instead of messages")
+        text = template.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs)
+        return self._require_tokenizer().encode(text) if tokenize else text
+
+    def _require_tokenizer(self) -> Tokenizer:
         if self.tokenizer is None:
-            from .errors import FormatError
-
             raise FormatError(f"{self.path} has no tokenizer.json; pass token ids instead of text")
         return self.tokenizer
+
+    # --- saved state
+    def save_state(self, path: str | os.PathLike[str] | None = None, *, metadata: str = "") -> bytes | None:
+        """Everything the session holds (KV caches and other layer states, tokens, routing trace,
+        the sampler's generator), versioned and checksummed: as bytes, or written to ``path``.
+        ``metadata``: your own text stored with it (``Chat`` keeps its history there)."""
+        if path is None:
+            return self._core.save_state(metadata=metadata)
+        self._core.save_state_file(os.fspath(path), metadata=metadata)
+        return None
+
+    def load_state(self, source: bytes | str | os.PathLike[str]) -> str:
+        """Replaces the session with a saved one (``save_state``'s bytes or file) and returns its
+        metadata. Raises ``ConfigError`` for a state of another model, ``FormatError`` for a
+        damaged file or another version; either way the session is left as it was."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return self._core.load_state(bytes(source))
+        return self._core.load_state_file(os.fspath(source))
 
     # --- statistics
     def stats(self) -> dict[str, Any]:

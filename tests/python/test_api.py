@@ -57,27 +57,29 @@ def test_last_logits_mode(model):
 
 
 def test_generate_streams_and_continues_the_session(model):
-    stream = model.generate([1, 2, 3], max_new_tokens=5, stop_tokens=[])
+    stream = model.generate_tokens([1, 2, 3], max_new_tokens=5, stop_tokens=[])
     first = next(stream)
     assert isinstance(first, int) and model.n_past == 3
     rest = list(stream)
     assert len(rest) == 4 and model.n_past == 7
-    assert list(model.generate([], max_new_tokens=0)) == []
+    assert stream.finish_reason == "length"
+    assert list(model.generate_tokens([], max_new_tokens=0)) == []
 
 
 def test_generation_stops_after_a_stop_token(model):
-    greedy = list(model.generate([1, 2, 3], max_new_tokens=8, stop_tokens=[]))
+    greedy = list(model.generate_tokens([1, 2, 3], max_new_tokens=8, stop_tokens=[]))
     model.reset()
-    stopped = list(model.generate([1, 2, 3], max_new_tokens=8, stop_tokens=[greedy[2]]))
-    assert stopped == greedy[: greedy.index(greedy[2]) + 1]
+    stream = model.generate_tokens([1, 2, 3], max_new_tokens=8, stop_tokens=[greedy[2]])
+    assert list(stream) == greedy[: greedy.index(greedy[2]) + 1] and stream.finish_reason == "stop"
 
 
 def test_sampling_is_repeatable_and_top_k_1_is_greedy(model):
     def run(**kw):
         model.reset()
-        return list(model.generate([4, 5, 6], max_new_tokens=12, stop_tokens=[], **kw))
+        return list(model.generate_tokens([4, 5, 6], max_new_tokens=12, stop_tokens=[], **kw))
 
     greedy = run()
+    assert run(do_sample=False) == greedy
     assert run(temperature=1.0, top_k=1, seed=3) == greedy
     sampled = run(temperature=1.5, seed=7)
     assert run(temperature=1.5, seed=7) == sampled
@@ -132,8 +134,8 @@ def test_text_generation_with_the_default_model(tmp_path):
     model = moeflux.Model(default_model_path(tmp_path))
     ids = model.tokenize("héllo wörld")
     assert model.detokenize(ids) == "héllo wörld"
-    text = "".join(model.detokenize([t]) for t in model.generate("The engine", max_new_tokens=6, stop_tokens=[]))
-    assert isinstance(text, str)
+    completion = model.generate("The engine", max_new_tokens=6, eos_token_id=[])
+    assert completion.text == model.detokenize(completion.token_ids, skip_special_tokens=True)
     assert model.n_past == len(model.tokenize("The engine")) + 5
 
 
