@@ -3,7 +3,7 @@
 
 namespace moeflux::backend::vk {
 Context::Context(const VulkanOptions& options)
-    : device(options), memory(device), pipelines(device), recorder(device, memory) {}
+    : device(options), memory(device), pipelines(device), recorder(device, memory, options.profile) {}
 
 VulkanStorage::VulkanStorage(std::shared_ptr<Context> context, Allocation allocation, VkDeviceSize bytes)
     : context_(std::move(context)), allocation_(allocation), bytes_(bytes) {}

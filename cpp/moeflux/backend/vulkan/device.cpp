@@ -80,6 +80,8 @@ VulkanOptions options_from_environment(const std::string& device) {
   options.device = device;
   const char* validation = std::getenv("MOEFLUX_VULKAN_VALIDATION");
   options.validation = validation != nullptr && std::string(validation) == "1";
+  const char* profile = std::getenv("MOEFLUX_VULKAN_PROFILE");
+  options.profile = profile != nullptr && std::string(profile) == "1";
   return options;
 }
 

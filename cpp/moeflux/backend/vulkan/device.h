@@ -21,10 +21,11 @@ struct VulkanOptions {
   bool storage16 = true;     // false: f16/bf16 weights are widened to f32 on upload
   bool subgroups = true;     // false: shared-memory reductions
   std::uint64_t max_storage_range = 0;  // > 0: pretend maxStorageBufferRange is this small
+  bool profile = false;      // GPU timestamps per shader in stats() (MOEFLUX_VULKAN_PROFILE=1)
 };
 
-// VulkanOptions for create_backend: the device selector, and validation from the environment
-// (MOEFLUX_VULKAN_VALIDATION=1).
+// VulkanOptions for create_backend: the device selector, and validation and profiling from the
+// environment (MOEFLUX_VULKAN_VALIDATION=1, MOEFLUX_VULKAN_PROFILE=1).
 VulkanOptions options_from_environment(const std::string& device);
 
 struct DeviceLimits {

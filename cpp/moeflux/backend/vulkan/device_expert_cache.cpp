@@ -224,11 +224,12 @@ DeviceMemoryInfo VulkanBackend::memory_info() const {
 }
 
 std::map<std::string, double> VulkanBackend::stats() const {
-  if (!expert_cache_) return {};
+  std::map<std::string, double> out = context_->recorder.stats();
+  if (!expert_cache_) return out;
   const DeviceExpertCache& c = *expert_cache_;
   const DeviceTierStats& s = c.stats;
   const std::uint64_t lookups = s.hits + s.misses;
-  return {{"device_hits", static_cast<double>(s.hits)},
+  out.merge(std::map<std::string, double>{{"device_hits", static_cast<double>(s.hits)},
           {"device_misses", static_cast<double>(s.misses)},
           {"device_hit_rate", lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups) : 0.0},
           {"device_bytes_uploaded", static_cast<double>(s.bytes_uploaded)},
@@ -237,10 +238,12 @@ std::map<std::string, double> VulkanBackend::stats() const {
           {"device_upload_seconds", s.upload_seconds},
           {"device_slots", static_cast<double>(c.n_slots())},
           {"device_slot_bytes", static_cast<double>(c.slot_bytes())},
-          {"device_cache_bytes", static_cast<double>(c.cache_bytes())}};
+          {"device_cache_bytes", static_cast<double>(c.cache_bytes())}});
+  return out;
 }
 
 void VulkanBackend::reset_stats() {
+  context_->recorder.reset_stats();
   if (expert_cache_) expert_cache_->stats = {};
 }
 

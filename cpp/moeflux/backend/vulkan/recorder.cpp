@@ -2,6 +2,7 @@
 #include "moeflux/backend/vulkan/recorder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "moeflux/backend/vulkan/check.h"
@@ -18,6 +19,12 @@ constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch hold
 constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight
 constexpr std::size_t kMaxTracked = 256;                  // spans tracked before a barrier anyway
 constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
+// Submit after this many dispatches, so the GPU starts while the host records the rest.
+constexpr std::uint32_t kFlushDispatches = 96;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 void memory_barrier(VkCommandBuffer cmd, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   auto barrier = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
@@ -37,9 +44,12 @@ struct Recorder::Batch {
   std::vector<Allocation> staging;  // freed when the batch completes
   VkDeviceSize staging_bytes = 0;
   std::uint64_t value = 0;         // the timeline value signalled on completion
+  std::uint32_t dispatches = 0;
+  BatchQueries queries;
 };
 
-Recorder::Recorder(Device& device, Memory& memory) : device_(device), memory_(memory) {
+Recorder::Recorder(Device& device, Memory& memory, bool profile)
+    : device_(device), memory_(memory), profiler_(device, profile) {
   auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool.queueFamilyIndex = device.compute_family();
@@ -61,6 +71,7 @@ Recorder::~Recorder() {
   vkDeviceWaitIdle(device_.handle());  // in a destructor its result cannot be reported
   const VkDevice d = device_.handle();
   auto destroy = [&](Batch& b) {
+    profiler_.destroy(b.queries);
     for (VkDescriptorPool p : b.pools) vkDestroyDescriptorPool(d, p, nullptr);
     for (const Allocation& a : b.staging) memory_.free(a);
   };
@@ -90,6 +101,8 @@ Recorder::Batch& Recorder::open() {
   auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   check(vkBeginCommandBuffer(open_->cmd, &begin), "vkBeginCommandBuffer");
+  open_->dispatches = 0;
+  profiler_.begin(open_->cmd, open_->queries);
   return *open_;
 }
 
@@ -147,6 +160,7 @@ VkDescriptorSet Recorder::descriptor_set(Batch& batch, const Pipeline& pipeline)
 
 void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding> reads,
                         std::initializer_list<Binding> writes, std::span<const std::byte> params, Groups groups) {
+  const auto start = std::chrono::steady_clock::now();
   const ShaderSpec& spec = pipeline.spec;
   const std::size_t n = reads.size() + writes.size();
   MF_ASSERT(n == spec.bindings && n <= kMaxBindings, pipeline.name, " takes ", spec.bindings, " bindings, not ", n);
@@ -184,7 +198,10 @@ void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding>
                        static_cast<std::uint32_t>(params.size()), params.data());
   }
   vkCmdDispatch(batch.cmd, groups.x, groups.y, groups.z);
+  profiler_.mark(batch.cmd, batch.queries, spec.shader);
   ++dispatches_;
+  record_seconds_ += seconds_since(start);
+  if (++batch.dispatches >= kFlushDispatches) flush();
 }
 
 Allocation Recorder::staging(Batch& batch, VkDeviceSize size) {
@@ -212,6 +229,7 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
     track(std::span(&from, 1), std::span(&to, 1));
     const VkBufferCopy region{s.offset, dst.offset + done, n};
     vkCmdCopyBuffer(batch.cmd, s.block->buffer, dst.block->buffer, 1, &region);
+    profiler_.mark(batch.cmd, batch.queries, "copy");
     done += n;
     if (batch.staging_bytes < kFlushStaging) continue;
     flush();  // bound the staging memory a large upload holds
@@ -235,6 +253,7 @@ void Recorder::download(const Binding& src, std::span<std::byte> dst) {
     track(std::span(&from, 1), std::span(&to, 1));
     const VkBufferCopy region{src.offset + done, s.offset, n};
     vkCmdCopyBuffer(batch.cmd, src.block->buffer, s.block->buffer, 1, &region);
+    profiler_.mark(batch.cmd, batch.queries, "copy");
     // The host reads the copy: make it visible to the host domain before the semaphore signals.
     memory_barrier(batch.cmd, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
     flush();
@@ -266,6 +285,7 @@ void Recorder::flush() {
 }
 
 void Recorder::wait(std::uint64_t value) {
+  const auto start = std::chrono::steady_clock::now();
   auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
   info.semaphoreCount = 1;
   info.pSemaphores = &timeline_;
@@ -274,12 +294,14 @@ void Recorder::wait(std::uint64_t value) {
   MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] the GPU did not finish its work within ",
            kWaitTimeoutNs / 1000000000, " s; it may have hung");
   check(result, "vkWaitSemaphores");
+  wait_seconds_ += seconds_since(start);
 }
 
 void Recorder::reclaim(std::uint64_t completed) {
   while (!in_flight_.empty() && in_flight_.front()->value <= completed) {
     std::unique_ptr<Batch> batch = std::move(in_flight_.front());
     in_flight_.pop_front();
+    profiler_.collect(batch->queries);
     for (VkDescriptorPool p : batch->pools) check(vkResetDescriptorPool(device_.handle(), p, 0), "vkResetDescriptorPool");
     batch->pool = 0;
     batch->sets_in_pool = 0;
@@ -290,6 +312,23 @@ void Recorder::reclaim(std::uint64_t completed) {
     idle_.push_back(std::move(batch));
   }
   memory_.collect(completed);
+}
+
+std::map<std::string, double> Recorder::stats() const {
+  std::map<std::string, double> s{
+      {"vk_dispatches", static_cast<double>(dispatches_ - base_.dispatches)},
+      {"vk_barriers", static_cast<double>(barriers_ - base_.barriers)},
+      {"vk_submits", static_cast<double>(submitted_ - base_.submits)},
+      {"vk_record_seconds", record_seconds_ - base_.record_seconds},
+      {"vk_wait_seconds", wait_seconds_ - base_.wait_seconds},
+  };
+  for (const auto& [label, seconds] : profiler_.seconds()) s["gpu_seconds." + label] = seconds;
+  return s;
+}
+
+void Recorder::reset_stats() {
+  base_ = {dispatches_, barriers_, submitted_, record_seconds_, wait_seconds_};
+  profiler_.reset();
 }
 
 void Recorder::finish() {

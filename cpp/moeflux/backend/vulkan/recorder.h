@@ -10,13 +10,16 @@
 #include <cstdint>
 #include <deque>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "moeflux/backend/vulkan/device.h"
 #include "moeflux/backend/vulkan/memory.h"
 #include "moeflux/backend/vulkan/pipelines.h"
+#include "moeflux/backend/vulkan/profiler.h"
 
 namespace moeflux::backend::vk {
 
@@ -33,7 +36,7 @@ struct Groups {
 
 class Recorder {
  public:
-  Recorder(Device& device, Memory& memory);
+  Recorder(Device& device, Memory& memory, bool profile = false);
   ~Recorder();  // waits for the device
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
@@ -65,6 +68,11 @@ class Recorder {
   std::uint64_t dispatches() const { return dispatches_; }
   std::uint64_t barriers() const { return barriers_; }
   std::uint64_t submits() const { return submitted_; }
+  // Since the last reset_stats(): "vk_dispatches", "vk_barriers", "vk_submits", host seconds spent
+  // recording ("vk_record_seconds") and waiting for the GPU ("vk_wait_seconds"), and with profiling
+  // on, GPU seconds per shader ("gpu_seconds.<shader>", "gpu_seconds.copy").
+  std::map<std::string, double> stats() const;
+  void reset_stats();
 
  private:
   struct Batch;
@@ -91,6 +99,12 @@ class Recorder {
   std::vector<std::unique_ptr<Batch>> idle_;
   std::vector<Span> reads_since_barrier_, writes_since_barrier_;
   std::uint64_t dispatches_ = 0, barriers_ = 0;
+  Profiler profiler_;
+  struct Counters {
+    std::uint64_t dispatches = 0, barriers = 0, submits = 0;
+    double record_seconds = 0.0, wait_seconds = 0.0;
+  } base_;  // the counters at the last reset_stats
+  double record_seconds_ = 0.0, wait_seconds_ = 0.0;
 };
 
 }  // namespace moeflux::backend::vk

@@ -1,0 +1,48 @@
+// GPU time per shader, from timestamps the recorder writes after each command of a batch when
+// profiling is on (VulkanOptions::profile, MOEFLUX_VULKAN_PROFILE=1): the time between a command's
+// timestamp and the one before it goes to the command's label (its shader, or "copy"). Commands
+// that overlap (no barrier between them) share the time out in the order they finish; the sum over
+// labels is the batch's GPU time. Off, it costs nothing.
+#pragma once
+
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "moeflux/backend/vulkan/device.h"
+
+namespace moeflux::backend::vk {
+
+// The timestamps of one command buffer.
+struct BatchQueries {
+  VkQueryPool pool = VK_NULL_HANDLE;
+  std::uint32_t used = 0;
+  std::vector<std::string_view> labels;  // of timestamps 1..used-1 (shader names live in the pipeline table)
+};
+
+class Profiler {
+ public:
+  Profiler(const Device& device, bool enabled);
+  bool enabled() const { return enabled_; }
+  void begin(VkCommandBuffer cmd, BatchQueries& q);                          // at the batch's start
+  void mark(VkCommandBuffer cmd, BatchQueries& q, std::string_view label);  // after a command
+  void collect(BatchQueries& q);  // the batch completed: adds its intervals
+  void destroy(BatchQueries& q);
+
+  // Seconds per label since the last reset.
+  const std::map<std::string, double, std::less<>>& seconds() const { return seconds_; }
+  void reset() { seconds_.clear(); }
+
+ private:
+  const Device& device_;
+  bool enabled_ = false;
+  double period_ns_ = 1.0;
+  std::uint64_t mask_ = ~0ull;
+  std::map<std::string, double, std::less<>> seconds_;
+};
+
+}  // namespace moeflux::backend::vk
