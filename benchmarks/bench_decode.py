@@ -59,6 +59,8 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     probe_k = json.loads((path / "config.json").read_text())["num_experts_per_tok"]
     k = args.experts_per_token or probe_k
     cache = budget_bytes(spec, stride, total, k)
+    if args.profile:  # GPU timestamps per shader (read when the backend is created)
+        os.environ["MOEFLUX_VULKAN_PROFILE"] = "1"
     t0 = time.perf_counter()
     model = moeflux.Model(path, backend=args.backend, cache_bytes=cache, io=args.io, threads=args.threads,
                           experts_per_token=args.experts_per_token,
@@ -91,6 +93,15 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     prefill_warm_s = time.perf_counter() - t0
     n = args.tokens
     device = {k: v for k, v in s.items() if k.startswith("device_")}
+    n_layers = json.loads((path / "config.json").read_text())["num_hidden_layers"]
+    # Per token: the recorder's counts and host times; with --profile, GPU time per shader (ms per
+    # token, and microseconds per layer).
+    recorder = {k + "_per_token": round(v / args.tokens, 5) for k, v in s.items() if k.startswith("vk_")}
+    gpu = {k.split(".", 1)[1]: v / args.tokens for k, v in s.items() if k.startswith("gpu_seconds.")}
+    if gpu:
+        recorder["gpu_ms_per_token"] = {k: round(1e3 * v, 4) for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])}
+        recorder["gpu_ms_per_token_total"] = round(1e3 * sum(gpu.values()), 3)
+        recorder["gpu_us_per_layer"] = {k: round(1e6 * v / n_layers, 2) for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])}
     return dict(
         budget=spec,
         backend=args.backend,
@@ -115,6 +126,7 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         rss_bytes=rss_bytes(),
         rss_over_dense_plus_budget=round(rss_bytes() / (s["dense_bytes"] + s["cache_bytes"]), 3),
         **device,
+        **recorder,
     )
 
 
@@ -132,6 +144,7 @@ def main() -> None:
     parser.add_argument("--experts-per-token", type=int, default=None)
     parser.add_argument("--feed", default="random", choices=["random", "greedy"],
                         help="next input token: random (fresh routing every step) or the greedy choice")
+    parser.add_argument("--profile", action="store_true", help="vulkan: GPU time per shader (timestamps; slows decode)")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each budget (root)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one budget, print JSON
     args = parser.parse_args()

@@ -46,6 +46,8 @@ def test_bit_identical_across_device_and_host_budgets(name, packed):
             assert s["device_hits"] + s["device_misses"] > 0
             assert s["device_bytes_uploaded"] > 0 and s["device_misses"] > 0
             assert s["device_slots"] == (total if d_bytes is None else min(total, d_bytes // slot))
+            # the store reads only what the device tier lacks
+            assert s["expert_hits"] + s["expert_misses"] == s["device_misses"]
             if d_name == "all":  # every expert fits: each uploaded at most once, never evicted
                 assert s["device_misses"] <= total and s["device_evictions"] == 0
                 assert s["device_bytes_uploaded"] <= total * slot

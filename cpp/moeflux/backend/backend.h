@@ -44,6 +44,7 @@ struct ExpertWeights {
   format::TensorView gate, up, down;
   int layer = -1;
   std::int32_t expert = -1;
+  bool on_device = false;  // the device tier holds it (experts_held): the views carry no bytes
 };
 
 // The routed experts as a backend with a device tier sees them: per MoE layer, its decoder layer,
@@ -150,6 +151,14 @@ class Backend {
   // named experts from them. Throws BudgetError naming the smallest budget when k records do not fit.
   virtual void configure_expert_cache(const ExpertCacheLayout& /*layout*/, std::uint64_t /*budget_bytes*/) {}
   virtual DeviceMemoryInfo memory_info() const { return {}; }
+  // The most experts of `layer` one moe_experts call may name (the device tier's pool for the
+  // layer), or -1: no limit.
+  virtual int expert_capacity(int /*layer*/) const { return -1; }
+  // Which of `experts` the device tier holds now: moe_experts takes those with on_device set and no
+  // bytes, so the expert store need not read them. Valid until the next moe_experts call.
+  virtual std::vector<bool> experts_held(int /*layer*/, std::span<const std::int32_t> experts) const {
+    return std::vector<bool>(experts.size(), false);
+  }
   // True when the device tier has a slot for every expert; the engine then loads them all up front
   // (load_experts), so that every MoE layer can route on the device.
   virtual bool expert_cache_holds_all() const { return false; }

@@ -37,6 +37,8 @@ class SlotPools {
   // Forgets the record of `slot` (its read failed): the slot is free again, never a hit.
   void discard(std::uint32_t slot);
 
+  // Whether (layer, expert) holds a slot now; touches nothing (no pin, no recency).
+  bool holds(int layer, int expert) const { return resident_[layer][expert] != kNone; }
   std::uint32_t pool_size(int layer) const { return pools_[pool_of_layer_[layer]].size; }
   // Least to most recently used experts of the layer's pool, as (layer, expert); for tests.
   std::vector<std::pair<int, int>> lru_order(int layer) const;

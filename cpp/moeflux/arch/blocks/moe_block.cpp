@@ -37,24 +37,38 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
     std::vector<float> expert_weights_of(experts.size());
     backend::routing_from_tensor(values, k, experts, expert_weights_of);
 
-    // A prefill chunk may choose more experts than the cache holds at once: run them in ascending
+    // A prefill chunk may choose more experts than the caches hold at once: run them in ascending
     // batches, which accumulates in the same order as one call (bit-identical whatever the budget).
+    // Experts the device tier holds are not read from the store.
     const std::vector<std::int32_t> unique = unique_experts(experts);
-    const auto capacity = static_cast<std::size_t>(store.capacity(config.layer));
-    MF_ASSERT(capacity >= 1, "expert store capacity ", capacity);
+    std::size_t capacity = static_cast<std::size_t>(store.capacity(config.layer));
+    if (const int device = backend.expert_capacity(config.layer); device > 0)
+      capacity = std::min(capacity, static_cast<std::size_t>(device));
+    MF_ASSERT(capacity >= 1, "expert batch capacity ", capacity);
     std::vector<backend::ExpertWeights> expert_weights;
+    std::vector<std::int32_t> to_read;
     for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
       const auto batch = std::span<const std::int32_t>(unique).subspan(begin, std::min(capacity, unique.size() - begin));
+      const std::vector<bool> held = backend.experts_held(config.layer, batch);
+      to_read.clear();
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        if (!held[i]) to_read.push_back(batch[i]);
       std::vector<experts::ExpertRecord> records;
       try {
-        records = store.fetch(config.layer, batch);
+        if (!to_read.empty()) records = store.fetch(config.layer, to_read);
       } catch (const Error& e) {
         e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
       }
       expert_weights.clear();
-      for (const auto& record : records) {
-        MF_ASSERT(record.blocks.size() == 3, "expert record with ", record.blocks.size(), " blocks");
-        expert_weights.push_back({record.blocks[0], record.blocks[1], record.blocks[2], config.layer, record.expert});
+      auto record = records.begin();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (held[i]) {
+          expert_weights.push_back({{}, {}, {}, config.layer, batch[i], true});
+          continue;
+        }
+        MF_ASSERT(record != records.end() && record->blocks.size() == 3, "expert record of ", batch[i]);
+        expert_weights.push_back({record->blocks[0], record->blocks[1], record->blocks[2], config.layer, record->expert});
+        ++record;
       }
       const backend::MoeRouting moe{T, k, experts, expert_weights_of, batch};
       backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);

@@ -134,13 +134,48 @@ void VulkanBackend::configure_expert_cache(const ExpertCacheLayout& layout, std:
   }
   expert_cache_ = std::make_unique<DeviceExpertCache>(context_, layout, role, budget_bytes);
   layer_forms_.clear();
+  layer_blocks_.clear();
   for (const auto& l : layout.layers) {
+    layer_blocks_.push_back({l.blocks[0], l.blocks[1], l.blocks[2]});
     ExpertForms forms;
     for (std::size_t r = 0; r < 3; ++r) forms.role[r] = weight_form(l.blocks[r], "device_cache");
     forms.gate_shape = l.blocks[0].shape;
     forms.down_shape = l.blocks[2].shape;
     layer_forms_.push_back(forms);
   }
+}
+
+int VulkanBackend::expert_capacity(int layer) const {
+  const int m = expert_cache_ ? expert_cache_->moe_layer(layer) : -1;
+  return m < 0 ? -1 : static_cast<int>(expert_cache_->capacity(m));
+}
+
+std::vector<bool> VulkanBackend::experts_held(int layer, std::span<const std::int32_t> experts) const {
+  std::vector<bool> held(experts.size(), false);
+  const int m = expert_cache_ ? expert_cache_->moe_layer(layer) : -1;
+  if (m < 0) return held;
+  for (std::size_t i = 0; i < experts.size(); ++i) {
+    const std::int32_t e = experts[i];
+    held[i] = e >= 0 && e < expert_cache_->n_experts(m) && expert_cache_->slots().holds(m, e);
+  }
+  return held;
+}
+
+std::vector<ExpertWeights> VulkanBackend::held_expert_views(std::span<const ExpertWeights> experts) const {
+  std::vector<ExpertWeights> out(experts.begin(), experts.end());
+  for (ExpertWeights& w : out) {
+    if (!w.on_device) continue;
+    const int m = expert_cache_ ? expert_cache_->moe_layer(w.layer) : -1;
+    MF_CHECK(m >= 0 && w.expert >= 0 && w.expert < expert_cache_->n_experts(m) &&
+                 expert_cache_->slots().holds(m, w.expert),
+             ShapeError, "[moe_experts] expert ", w.expert, " of layer ", w.layer,
+             " is marked on the device but the device tier does not hold it; ask experts_held just before");
+    const auto& blocks = layer_blocks_[static_cast<std::size_t>(m)];
+    w.gate = blocks[0];
+    w.up = blocks[1];
+    w.down = blocks[2];
+  }
+  return out;
 }
 
 std::uint32_t VulkanBackend::expert_batch(std::span<const ExpertWeights> experts) const {
@@ -173,6 +208,8 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
   bool uploaded = false;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const bool hit = slot[i] >= 0;
+    MF_ASSERT(hit || !batch[i].on_device, "expert ", batch[i].expert, " of layer ", batch[i].layer,
+              " was held by the device tier and is gone");
     if (hit) {
       ++cache.stats.hits;
     } else {

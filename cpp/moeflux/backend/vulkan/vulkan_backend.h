@@ -57,6 +57,8 @@ class VulkanBackend final : public Backend {
   void configure_expert_cache(const ExpertCacheLayout& layout, std::uint64_t budget_bytes) override;
   DeviceMemoryInfo memory_info() const override;
   bool expert_cache_holds_all() const override;
+  int expert_capacity(int layer) const override;
+  std::vector<bool> experts_held(int layer, std::span<const std::int32_t> experts) const override;
   void load_experts(std::span<const ExpertWeights> experts) override;
   std::map<std::string, double> stats() const override;
   void reset_stats() override;
@@ -101,6 +103,10 @@ class VulkanBackend final : public Backend {
   void moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                          Tensor& out, bool accumulate);
   std::vector<ExpertForms> layer_forms_;  // per MoE layer of the device tier, from its layout
+  std::vector<std::array<format::TensorView, 3>> layer_blocks_;  // its blocks (no bytes), likewise
+  // `experts` with the blocks of those on the device filled in from the layout (still no bytes);
+  // ShapeError when one marked on_device is not held.
+  std::vector<ExpertWeights> held_expert_views(std::span<const ExpertWeights> experts) const;
 
   std::shared_ptr<Context> context_;
   std::unique_ptr<DeviceExpertCache> expert_cache_;

@@ -26,10 +26,11 @@ struct ExpertRows {
   std::vector<float> weights;
 };
 
-void check_block(const format::TensorView& view, const Shape& expected, std::int32_t expert, const char* role) {
+void check_block(const format::TensorView& view, const Shape& expected, std::int32_t expert, const char* role,
+                 bool on_device) {
   MF_CHECK(view.shape == expected, ShapeError, "[moe_experts] expert ", expert, " ", role, " '", view.name,
            "' has shape ", format::shape_string(view.shape), "; expected ", format::shape_string(expected));
-  cpu::weight_ref(view, "moe_experts", util::concat("expert ", expert, " ", role));  // bytes and quantization
+  if (!on_device) cpu::weight_ref(view, "moe_experts", util::concat("expert ", expert, " ", role));  // bytes, quantization
 }
 
 // out[tokens[r]] += y[r] * weights[r] for one expert, in runs of distinct tokens (a token routed
@@ -84,9 +85,11 @@ void VulkanBackend::fill(Tensor& out, float value) {
   }
 }
 
-void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> given,
                                 Tensor& out, bool accumulate_into) {
   Context& ctx = *context_;
+  const std::vector<ExpertWeights> resolved = held_expert_views(given);
+  const std::span<const ExpertWeights> experts = resolved;
   cpu::check_rank(x, 2, "moe_experts", "x");
   f32_storage_of(x, ctx, "moe_experts", "x");
   f32_storage_of(out, ctx, "moe_experts", "out");
@@ -113,9 +116,9 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
     MF_CHECK(experts[e].gate.shape.size() == 2, ShapeError, "[moe_experts] expert ", id, " gate has shape ",
              format::shape_string(experts[e].gate.shape), "; expected [I, ", H, "]");
     const std::int64_t I = experts[e].gate.shape[0];
-    check_block(experts[e].gate, {I, H}, id, "gate");
-    check_block(experts[e].up, {I, H}, id, "up");
-    check_block(experts[e].down, {H, I}, id, "down");
+    check_block(experts[e].gate, {I, H}, id, "gate", experts[e].on_device);
+    check_block(experts[e].up, {I, H}, id, "up", experts[e].on_device);
+    check_block(experts[e].down, {H, I}, id, "down", experts[e].on_device);
     for (std::size_t s = 0; s < slots; ++s) {
       if (routing.experts[s] != id) continue;
       rows[e].tokens.push_back(static_cast<std::int32_t>(s / static_cast<std::size_t>(routing.k)));
