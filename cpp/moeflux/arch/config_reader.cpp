@@ -34,4 +34,9 @@ double ConfigReader::rope_theta(double fallback) const {
   return fallback;
 }
 
+const nlohmann::json& text_config(const nlohmann::json& config) {
+  const auto it = config.find("text_config");
+  return it != config.end() && it->is_object() ? *it : config;
+}
+
 }  // namespace moeflux::arch

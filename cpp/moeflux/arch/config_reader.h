@@ -41,6 +41,10 @@ class ConfigReader {
   std::string source_;
 };
 
+// The language model's part of a config.json: its "text_config" object in a multimodal checkpoint
+// (Qwen3.5), else the whole config.
+const nlohmann::json& text_config(const nlohmann::json& config);
+
 template <typename T>
 T ConfigReader::get(const std::string& key) const {
   MF_CHECK(has(key), ConfigError, "[read_config] ", source_, " has no \"", key,

@@ -4,6 +4,7 @@
 
 #include "moeflux/arch/config_reader.h"
 #include "moeflux/arch/qwen3_moe.h"
+#include "moeflux/arch/qwen3_next.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::arch {
@@ -13,6 +14,9 @@ const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
       {"qwen3_moe", qwen3_moe::layout, qwen3_moe::create},
       {"qwen2_moe", qwen3_moe::layout, qwen3_moe::create},
+      {"qwen3_next", qwen3_next::layout, qwen3_next::create},
+      {"qwen3_5_moe", qwen3_next::layout, qwen3_next::create},
+      {"qwen3_5_moe_text", qwen3_next::layout, qwen3_next::create},
   };
   return table;
 }
@@ -26,7 +30,7 @@ std::vector<std::string> supported_model_types() {
 }
 
 int experts_per_token(const nlohmann::json& config) {
-  return ConfigReader(config, "config.json").positive("num_experts_per_tok");
+  return ConfigReader(text_config(config), "config.json").positive("num_experts_per_tok");
 }
 
 const Architecture& find_architecture(const nlohmann::json& config) {

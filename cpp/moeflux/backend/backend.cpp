@@ -37,9 +37,18 @@ void Backend::causal_conv1d(const Tensor&, const Tensor&, Tensor&, Tensor&) {
   not_implemented("causal_conv1d", *this);
 }
 
+void Backend::copy_column_blocks(const Tensor&, const ColumnBlocks&, Tensor&) {
+  not_implemented("copy_column_blocks", *this);
+}
+
 void Backend::gated_delta_rule(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                               const Tensor&, Tensor&, Tensor&) {
+                               const Tensor&, const DeltaRuleOptions&, Tensor&, Tensor&) {
   not_implemented("gated_delta_rule", *this);
+}
+
+void Backend::delta_rule_gates(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
+                               Tensor&) {
+  not_implemented("delta_rule_gates", *this);
 }
 
 void Backend::gated_rms_norm(const Tensor&, const Tensor&, const Tensor&, float, Tensor&) {

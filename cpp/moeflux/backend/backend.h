@@ -26,6 +26,24 @@ struct RopeOptions {
   float attention_scaling = 1.0f; // multiplies cos and sin (YaRN); 1 otherwise
 };
 
+// Column blocks of a row-major matrix: src viewed [T, groups, group_stride]; for every group g,
+// columns [src_col, src_col + width) go to dst columns [dst_col + g * width, ...). Splits the
+// per-head interleaved projections (gated attention's query/gate, Qwen3-Next's q/k/v/z and b/a).
+struct ColumnBlocks {
+  std::int64_t groups = 1;
+  std::int64_t group_stride = 0;  // src columns per group
+  std::int64_t src_col = 0;       // first column of the block within each group
+  std::int64_t width = 0;         // columns per group
+  std::int64_t dst_col = 0;       // first dst column of group 0
+};
+
+// The gated delta rule's algorithm; both compute the same recurrence (float32 state).
+struct DeltaRuleOptions {
+  // Tokens per chunk of the chunked (UT-transform) form, used for calls of more than one token;
+  // 1 runs the per-token recurrence throughout.
+  std::int64_t chunk_size = 64;
+};
+
 struct RouteOptions {
   int k = 1;
   bool normalize = false;  // the k weights divided by their sum (norm_topk_prob)
@@ -111,6 +129,9 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // out = sigmoid(gate) * x with gate [T, G] broadcast over groups of C / G columns of x [T, C]
   virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
+  // dst[t, blocks.dst_col + g * width + c] = src[t, g * group_stride + src_col + c]; src [T, ...]
+  // (T rows, groups * group_stride columns), dst [T, C]; other dst columns are left as they are.
+  virtual void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst);
   // out[t] (+)= sum over slots s of weights[t, s] * SwiGLU_{experts[t, s]}(x[t]) for the slots whose
   // expert is in routing.unique, accumulated in ascending expert order. x, out [T, H]; `experts`
   // parallel to routing.unique. With accumulate = false, out is zeroed first; a caller that splits
@@ -139,7 +160,12 @@ class Backend {
   // q^ = l2n(q) / sqrt(dk), k^ = l2n(k); S = exp(g) S; u = beta (v - S^T k^); S += k^ u^T; out = S^T q^.
   // q, k [T, HK, dk]; v [T, HV, dv]; g (log-decay), beta [T, HV]; state [HV, dk, dv]; out [T, HV, dv]
   virtual void gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                                const Tensor& beta, Tensor& state, Tensor& out);
+                                const Tensor& beta, const DeltaRuleOptions& options, Tensor& state,
+                                Tensor& out);
+  // The delta rule's gates from the projections a, b [T, HV] and the weights a_log, dt_bias [HV]:
+  // g = -exp(a_log) * softplus(a + dt_bias) (the log-decay), beta = sigmoid(b); g, beta [T, HV].
+  virtual void delta_rule_gates(const Tensor& a, const Tensor& b, const Tensor& a_log,
+                                const Tensor& dt_bias, Tensor& g, Tensor& beta);
   // out = (w * (x / rms(x))) * silu(z) per row; x, z, out [R, C], weight [C] (plain)
   virtual void gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps,
                               Tensor& out);

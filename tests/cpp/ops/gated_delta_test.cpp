@@ -200,31 +200,37 @@ class GatedDeltaRule : public ::testing::TestWithParam<DeltaDims> {};
 // float32 products and sums of dk terms per step, carried through the state over T steps.
 constexpr double kDeltaRtol = 1e-6;  // worst seen: 6.5e-8
 
+// Every algorithm: the per-token recurrence (chunk 1), chunks that split T unevenly (7), and the
+// default chunk of 64 (one chunk, or several for T > 64).
 TEST_P(GatedDeltaRule, MatchesReference) {
   const DeltaDims d = GetParam();
   auto backend = make_backend();
   const DeltaInputs in(d, 51);
-  Guarded q(*backend, {d.T, d.HK, d.dk}, in.q), k(*backend, {d.T, d.HK, d.dk}, in.k);
-  Guarded v(*backend, {d.T, d.HV, d.dv}, in.v), g(*backend, {d.T, d.HV}, in.g);
-  Guarded beta(*backend, {d.T, d.HV}, in.beta), state(*backend, {d.HV, d.dk, d.dv}, in.s0);
-  Guarded out(*backend, {d.T, d.HV, d.dv});
-  backend->gated_delta_rule(q.tensor(), k.tensor(), v.tensor(), g.tensor(), beta.tensor(),
-                            state.tensor(), out.tensor());
   std::vector<double> S = widen(in.s0);
   const Reference ref = delta_ref(widen(in.q), widen(in.k), widen(in.v), widen(in.g), widen(in.beta), S, d);
   const double smax = std::max(1.0, std::abs(*std::max_element(S.begin(), S.end(), [](double a, double b) {
     return std::abs(a) < std::abs(b);
   })));
-  expect_close(out.values(), ref, kDeltaRtol, "gated_delta_rule");
-  expect_close(state.values(), state_ref(S, smax), kDeltaRtol, "gated_delta_rule state");
-  out.expect_guards_intact("gated_delta_rule");
-  state.expect_guards_intact("gated_delta_rule state");
+  for (const std::int64_t chunk : {1, 7, 64}) {
+    SCOPED_TRACE(util::concat("chunk_size ", chunk));
+    Guarded q(*backend, {d.T, d.HK, d.dk}, in.q), k(*backend, {d.T, d.HK, d.dk}, in.k);
+    Guarded v(*backend, {d.T, d.HV, d.dv}, in.v), g(*backend, {d.T, d.HV}, in.g);
+    Guarded beta(*backend, {d.T, d.HV}, in.beta), state(*backend, {d.HV, d.dk, d.dv}, in.s0);
+    Guarded out(*backend, {d.T, d.HV, d.dv});
+    backend->gated_delta_rule(q.tensor(), k.tensor(), v.tensor(), g.tensor(), beta.tensor(), {chunk},
+                              state.tensor(), out.tensor());
+    expect_close(out.values(), ref, kDeltaRtol, "gated_delta_rule");
+    expect_close(state.values(), state_ref(S, smax), kDeltaRtol, "gated_delta_rule state");
+    out.expect_guards_intact("gated_delta_rule");
+    state.expect_guards_intact("gated_delta_rule state");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GatedDeltaRule,
                          ::testing::Values(DeltaDims{1, 1, 1, 16, 24}, DeltaDims{5, 1, 2, 16, 24},
                                            DeltaDims{33, 2, 2, 16, 24}, DeltaDims{33, 2, 4, 16, 24},
-                                           DeltaDims{5, 2, 4, 16, 24}, DeltaDims{1, 2, 4, 16, 24}),
+                                           DeltaDims{5, 2, 4, 16, 24}, DeltaDims{1, 2, 4, 16, 24},
+                                           DeltaDims{70, 2, 4, 16, 24}, DeltaDims{150, 1, 3, 17, 9}),
                          [](const auto& test) {
                            const DeltaDims& d = test.param;
                            return util::concat("T", d.T, "_HK", d.HK, "_HV", d.HV, "_dk", d.dk, "_dv", d.dv);
@@ -240,18 +246,78 @@ TEST(GatedDeltaRuleState, TwoCallsEqualOne) {
   const Floats zeros(in.s0.size(), 0.0f);
   Guarded one_state(*backend, {d.HV, d.dk, d.dv}, zeros), two_state(*backend, {d.HV, d.dk, d.dv}, zeros);
   Guarded one(*backend, {d.T, d.HV, d.dv}), two(*backend, {d.T, d.HV, d.dv});
-  backend->gated_delta_rule(q.tensor(), k.tensor(), v.tensor(), g.tensor(), beta.tensor(),
+  backend->gated_delta_rule(q.tensor(), k.tensor(), v.tensor(), g.tensor(), beta.tensor(), {},
                             one_state.tensor(), one.tensor());
   for (std::int64_t first : {0, 3}) {
     Tensor out = two.tensor().rows(first, 3);
     backend->gated_delta_rule(q.tensor().rows(first, 3), k.tensor().rows(first, 3),
                               v.tensor().rows(first, 3), g.tensor().rows(first, 3),
-                              beta.tensor().rows(first, 3), two_state.tensor(), out);
+                              beta.tensor().rows(first, 3), {}, two_state.tensor(), out);
   }
   const Floats a = one.values(), b = two.values(), sa = one_state.values(), sb = two_state.values();
   for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-6) << "out " << i;
   for (std::size_t i = 0; i < sa.size(); ++i) ASSERT_NEAR(sa[i], sb[i], 1e-6) << "state " << i;
   two.expect_guards_intact("gated_delta_rule two calls");
+}
+
+// The chunked form (a prefill) against the per-token recurrence (decode), both in float32 from the
+// same state: they agree to float rounding, over several chunks and a ragged last one.
+TEST(GatedDeltaRuleChunked, AgreesWithPerTokenRecurrence) {
+  auto backend = make_backend();
+  const DeltaDims d{150, 2, 6, 32, 24};
+  const DeltaInputs in(d, 81);
+  Guarded q(*backend, {d.T, d.HK, d.dk}, in.q), k(*backend, {d.T, d.HK, d.dk}, in.k);
+  Guarded v(*backend, {d.T, d.HV, d.dv}, in.v), g(*backend, {d.T, d.HV}, in.g);
+  Guarded beta(*backend, {d.T, d.HV}, in.beta);
+  Guarded chunk_state(*backend, {d.HV, d.dk, d.dv}, in.s0), step_state(*backend, {d.HV, d.dk, d.dv}, in.s0);
+  Guarded chunked(*backend, {d.T, d.HV, d.dv}), stepped(*backend, {d.T, d.HV, d.dv});
+  backend->gated_delta_rule(q.tensor(), k.tensor(), v.tensor(), g.tensor(), beta.tensor(), {64},
+                            chunk_state.tensor(), chunked.tensor());
+  for (std::int64_t t = 0; t < d.T; ++t) {
+    Tensor out = stepped.tensor().rows(t, 1);
+    backend->gated_delta_rule(q.tensor().rows(t, 1), k.tensor().rows(t, 1), v.tensor().rows(t, 1),
+                              g.tensor().rows(t, 1), beta.tensor().rows(t, 1), {64}, step_state.tensor(), out);
+  }
+  const auto max_abs = [](const Floats& f) {
+    double m = 0.0;
+    for (const float x : f) m = std::max(m, double(std::abs(x)));
+    return m;
+  };
+  const Floats a = chunked.values(), b = stepped.values(), sa = chunk_state.values(), sb = step_state.values();
+  const double out_scale = max_abs(b), state_scale = max_abs(sb);
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 2e-6 * out_scale) << "out " << i;
+  for (std::size_t i = 0; i < sa.size(); ++i) ASSERT_NEAR(sa[i], sb[i], 2e-6 * state_scale) << "state " << i;
+  chunked.expect_guards_intact("gated_delta_rule chunked");
+}
+
+// ---- delta_rule_gates
+
+// g = -exp(a_log) * softplus(a + dt_bias) with torch's threshold (softplus(x) = x above 20),
+// beta = sigmoid(b); a and b span both sides of the threshold and of zero.
+TEST(DeltaRuleGates, MatchReference) {
+  auto backend = make_backend();
+  const std::int64_t T = 33, HV = 5;
+  const Floats a = random_values(sz(T * HV), 91, -25.0f, 25.0f), b = random_values(sz(T * HV), 92, -8.0f, 8.0f);
+  const Floats a_log = random_values(sz(HV), 93, -4.0f, 2.8f), dt_bias = random_values(sz(HV), 94, 0.0f, 2.0f);
+  Guarded at(*backend, {T, HV}, a), bt(*backend, {T, HV}, b), alt(*backend, {HV}, a_log), dtt(*backend, {HV}, dt_bias);
+  Guarded g(*backend, {T, HV}), beta(*backend, {T, HV});
+  backend->delta_rule_gates(at.tensor(), bt.tensor(), alt.tensor(), dtt.tensor(), g.tensor(), beta.tensor());
+  Reference g_ref{std::vector<double>(sz(T * HV)), std::vector<double>(sz(T * HV))}, beta_ref = g_ref;
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t h = 0; h < HV; ++h) {
+      const auto e = sz(t * HV + h);
+      const double x = double(a[e]) + double(dt_bias[sz(h)]);
+      const double softplus = x > 20.0 ? x : std::log1p(std::exp(x));
+      g_ref.value[e] = -std::exp(double(a_log[sz(h)])) * softplus;
+      g_ref.scale[e] = std::abs(g_ref.value[e]) * (1.0 + std::abs(x));  // the sum's rounding, through exp
+      beta_ref.value[e] = 1.0 / (1.0 + std::exp(-double(b[e])));
+      beta_ref.scale[e] = beta_ref.value[e];
+    }
+  }
+  expect_close(g.values(), g_ref, 4e-7, "delta_rule_gates g");
+  expect_close(beta.values(), beta_ref, 1e-6, "delta_rule_gates beta");
+  g.expect_guards_intact("delta_rule_gates g");
+  beta.expect_guards_intact("delta_rule_gates beta");
 }
 
 // ---- gated_rms_norm
@@ -315,11 +381,15 @@ TEST(GatedDeltaErrors, ShapesNameTheOp) {
   Tensor q = backend->empty({3, 2, 16}), k = backend->empty({3, 2, 16}), v = backend->empty({3, 3, 24});
   Tensor g = backend->empty({3, 3}), beta = backend->empty({3, 3}), st = backend->empty({3, 16, 24});
   Tensor o = backend->empty({3, 3, 24});
-  expect_shape_error([&] { backend->gated_delta_rule(q, k, v, g, beta, st, o); }, "gated_delta_rule");
+  expect_shape_error([&] { backend->gated_delta_rule(q, k, v, g, beta, {}, st, o); }, "gated_delta_rule");
   Tensor v4 = backend->empty({3, 4, 24}), g4 = backend->empty({3, 4}), o4 = backend->empty({3, 4, 24});
   Tensor st_bad = backend->empty({4, 24, 16});
-  expect_shape_error([&] { backend->gated_delta_rule(q, k, v4, g4, g4, st_bad, o4); }, "gated_delta_rule");
-  expect_shape_error([&] { backend->gated_delta_rule(q, k, v4, g4, g, st, o4); }, "gated_delta_rule");
+  expect_shape_error([&] { backend->gated_delta_rule(q, k, v4, g4, g4, {}, st_bad, o4); }, "gated_delta_rule");
+  expect_shape_error([&] { backend->gated_delta_rule(q, k, v4, g4, g, {}, st, o4); }, "gated_delta_rule");
+
+  Tensor a_log = backend->empty({3}), a_log4 = backend->empty({4});
+  expect_shape_error([&] { backend->delta_rule_gates(g, g, a_log4, a_log, beta, st); }, "delta_rule_gates");
+  expect_shape_error([&] { backend->delta_rule_gates(g, g4, a_log, a_log, beta, g); }, "delta_rule_gates");
 
   Tensor z6 = backend->empty({5, 6}), w7 = backend->empty({7}), w6 = backend->empty({6});
   expect_shape_error([&] { backend->gated_rms_norm(x, z6, w7, 1e-6f, out); }, "gated_rms_norm");

@@ -45,14 +45,23 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   Tensor q = backend.empty({T, nh * D});
   Tensor k = backend.empty({T, nkv * D});
   Tensor v = backend.empty({T, nkv * D});
-  backend.matmul(x, weights.q_proj, q);
+  Tensor gate;
+  if (config.output_gate) {  // split the per-head [query | gate] rows of the projection
+    Tensor q_and_gate = backend.empty({T, nh * 2 * D});
+    backend.matmul(x, weights.q_proj, q_and_gate);
+    gate = backend.empty({T, nh * D});
+    backend.copy_column_blocks(q_and_gate, {nh, 2 * D, 0, D, 0}, q);
+    backend.copy_column_blocks(q_and_gate, {nh, 2 * D, D, D, 0}, gate);
+  } else {
+    backend.matmul(x, weights.q_proj, q);
+  }
   backend.matmul(x, weights.k_proj, k);
   backend.matmul(x, weights.v_proj, v);
 
   Tensor q_heads = q.view({T * nh, D});
   Tensor k_heads = k.view({T * nkv, D});
   if (config.qk_norm) {
-    const backend::NormOptions norm{config.norm_eps, false};
+    const backend::NormOptions norm{config.norm_eps, config.zero_centered_qk_norm};
     backend.rms_norm(q_heads, weights.q_norm, norm, q_heads);
     backend.rms_norm(k_heads, weights.k_norm, norm, k_heads);
   }
@@ -72,7 +81,9 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   options.sliding_window = config.sliding_window;
   backend.attention(q3, cache.k.view({cache.capacity, nkv, D}), cache.v.view({cache.capacity, nkv, D}),
                     options, attn);
-  backend.matmul(attn.view({T, nh * D}), weights.o_proj, out);
+  Tensor attn_rows = attn.view({T, nh * D});
+  if (config.output_gate) backend.sigmoid_mul(gate, attn_rows, attn_rows);
+  backend.matmul(attn_rows, weights.o_proj, out);
 }
 
 }  // namespace moeflux::arch

@@ -1,5 +1,6 @@
 // Grouped-query self-attention with optional per-head q/k RMSNorm and RoPE, and its KV cache
-// (Qwen3-MoE; Qwen2-MoE without the norms). x, out [T, H].
+// (Qwen3-MoE; Qwen2-MoE without the norms; Qwen3-Next / Qwen3.5 with zero-centered norms, partial
+// rotary and a sigmoid output gate). x, out [T, H].
 #pragma once
 
 #include <cstdint>
@@ -15,12 +16,17 @@ struct AttentionConfig {
   int head_dim = 0;
   float norm_eps = 1e-6f;
   bool qk_norm = true;               // per-head RMSNorm of q and k over head_dim
+  bool zero_centered_qk_norm = false;  // those norms apply (1 + w)
+  // q_proj [nh*2D, H] gives per head [query D | gate D]; the output is multiplied by sigmoid(gate)
+  // before o_proj.
+  bool output_gate = false;
   backend::RopeOptions rope;
   std::int64_t sliding_window = 0;   // 0: full causal attention
 };
 
 struct AttentionWeights {
-  backend::Tensor q_proj, k_proj, v_proj, o_proj;  // [nh*D, H], [nkv*D, H], [nkv*D, H], [H, nh*D]
+  // [nh*D, H] (or [nh*2D, H] with output_gate), [nkv*D, H], [nkv*D, H], [H, nh*D]
+  backend::Tensor q_proj, k_proj, v_proj, o_proj;
   backend::Tensor q_norm, k_norm;                  // [D] each, when qk_norm
 };
 

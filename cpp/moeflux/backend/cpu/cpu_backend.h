@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "moeflux/backend/backend.h"
 #include "moeflux/backend/cpu/simd.h"
@@ -108,12 +109,16 @@ class CpuBackend final : public Backend {
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
+  void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
   // Gated DeltaNet (gated_delta.cpp)
   void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
   void gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                        const Tensor& beta, Tensor& state, Tensor& out) override;
+                        const Tensor& beta, const DeltaRuleOptions& options, Tensor& state,
+                        Tensor& out) override;
+  void delta_rule_gates(const Tensor& a, const Tensor& b, const Tensor& a_log, const Tensor& dt_bias,
+                        Tensor& g, Tensor& beta) override;
   void gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps,
                       Tensor& out) override;
 
@@ -128,6 +133,8 @@ class CpuBackend final : public Backend {
   AlignedBuffer norm_weight_;        // a 16-bit norm weight widened per call
   AlignedBuffer conv_weight_;        // a 16-bit conv weight widened per call
   AlignedBuffer conv_window_;        // causal_conv1d: state rows then x rows
+  AlignedBuffer delta_q_, delta_k_;  // gated_delta_rule: l2-normalised q and k
+  std::vector<std::vector<float>> delta_scratch_;  // gated_delta_rule: one per thread
   AlignedBuffer attention_scores_;  // one score row per thread
 };
 

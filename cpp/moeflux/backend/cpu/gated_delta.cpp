@@ -1,5 +1,6 @@
-// Gated DeltaNet ops as plain float32 loops, in the order transformers' torch fallbacks compute
-// them (Qwen3-Next): the depthwise causal conv, the per-token gated delta rule, the gated RMSNorm.
+// Gated DeltaNet ops in float32, in the order transformers' torch fallbacks compute them
+// (Qwen3-Next): the depthwise causal conv, the gates, the gated delta rule (per token, or chunked
+// for prefill: delta_rule.h), the gated RMSNorm.
 #include <cmath>
 #include <algorithm>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "moeflux/backend/cpu/cpu_backend.h"
+#include "moeflux/backend/cpu/delta_rule.h"
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
 #include "moeflux/backend/cpu/weight.h"
@@ -72,7 +74,8 @@ void CpuBackend::causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& st
 }
 
 void CpuBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
-                                  const Tensor& beta, Tensor& state, Tensor& out) {
+                                  const Tensor& beta, const DeltaRuleOptions& options, Tensor& state,
+                                  Tensor& out) {
   const char* op = "gated_delta_rule";
   check_rank(q, 3, op, "q");
   check_rank(v, 3, op, "v");
@@ -92,6 +95,8 @@ void CpuBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor
            format::shape_string(state.shape()), " must be [HV, dk, dv] = [", HV, ", ", dk, ", ", dv, "]");
   MF_CHECK(out.shape() == v.shape(), ShapeError, "[gated_delta_rule] out ",
            format::shape_string(out.shape()), " must match v ", format::shape_string(v.shape()));
+  MF_CHECK(options.chunk_size >= 1, ShapeError, "[gated_delta_rule] chunk_size ", options.chunk_size,
+           " must be at least 1");
   for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&g, "g"}, {&beta, "beta"}}) {
     check_disjoint(*t, out, op, what);
     check_disjoint(*t, state, op, what);
@@ -104,38 +109,78 @@ void CpuBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor
   const float* bs = data_of(beta, op, "beta");
   float* S0 = data_of(state, op, "state");
   float* o = data_of(out, op, "out");
-  const std::int64_t r = HV / HK;
+  if (T == 0) return;
+  // l2-normalised q (times dk^-0.5) and k, once per key head and token.
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  std::vector<float> qn(static_cast<std::size_t>(dk)), kn(qn.size()), u(static_cast<std::size_t>(dv));
+  float* qn = delta_q_.reserve(T * HK * dk);
+  float* kn = delta_k_.reserve(T * HK * dk);
+  for (std::int64_t row = 0; row < T * HK; ++row) {
+    l2_normalise(qs + row * dk, dk, scale, qn + row * dk);
+    l2_normalise(ks + row * dk, dk, 1.0f, kn + row * dk);
+  }
+  const bool chunked = T > 1 && options.chunk_size > 1;
+  const std::int64_t C = std::min(options.chunk_size, T);
+  delta_scratch_.resize(static_cast<std::size_t>(pool_.size()));
+  for (auto& scratch : delta_scratch_) scratch.resize(static_cast<std::size_t>(C + 3 * C * dv + dv));
+  const std::int64_t r = HV / HK;
+  // Value heads are independent: one thread computes each, in a fixed order.
+  pool_.run(HV, [&](std::int64_t h, int thread) {
+    DeltaHead head;
+    head.q = qn + (h / r) * dk;
+    head.k = kn + (h / r) * dk;
+    head.v = vs + h * dv;
+    head.g = gs + h;
+    head.beta = bs + h;
+    head.state = S0 + h * dk * dv;
+    head.out = o + h * dv;
+    head.T = T;
+    head.dk = dk;
+    head.dv = dv;
+    head.qk_stride = HK * dk;
+    head.v_stride = HV * dv;
+    head.gb_stride = HV;
+    std::vector<float>& scratch = delta_scratch_[static_cast<std::size_t>(thread)];
+    if (chunked)
+      delta_rule_chunked(head, C, scratch);
+    else
+      delta_rule_recurrent(head, scratch);
+  });
+}
+
+void CpuBackend::delta_rule_gates(const Tensor& a, const Tensor& b, const Tensor& a_log,
+                                  const Tensor& dt_bias, Tensor& g, Tensor& beta) {
+  const char* op = "delta_rule_gates";
+  check_rank(a, 2, op, "a");
+  check_rank(a_log, 1, op, "a_log");
+  check_rank(dt_bias, 1, op, "dt_bias");
+  const std::int64_t T = a.dim(0), HV = a.dim(1);
+  MF_CHECK(b.shape() == a.shape() && g.shape() == a.shape() && beta.shape() == a.shape(), ShapeError,
+           "[delta_rule_gates] b ", format::shape_string(b.shape()), ", g ", format::shape_string(g.shape()),
+           " and beta ", format::shape_string(beta.shape()), " must match a ", format::shape_string(a.shape()),
+           " [T, HV]");
+  MF_CHECK(a_log.dim(0) == HV && dt_bias.dim(0) == HV, ShapeError, "[delta_rule_gates] a_log ",
+           format::shape_string(a_log.shape()), " and dt_bias ", format::shape_string(dt_bias.shape()),
+           " must be [HV] = [", HV, "]");
+  for (const auto& [t, what] : {std::pair{&a, "a"}, {&b, "b"}, {&a_log, "a_log"}, {&dt_bias, "dt_bias"}}) {
+    check_disjoint_or_same(*t, g, op, what);
+    check_disjoint_or_same(*t, beta, op, what);
+  }
+  check_disjoint(g, beta, op, "g");
+  AlignedBuffer a_log_scratch, dt_bias_scratch;
+  const float* A = f32_weight(a_log, a_log_scratch, op, "a_log");
+  const float* dt = f32_weight(dt_bias, dt_bias_scratch, op, "dt_bias");
+  const float* as = data_of(a, op, "a");
+  const float* bs = data_of(b, op, "b");
+  float* go = data_of(g, op, "g");
+  float* betas = data_of(beta, op, "beta");
   for (std::int64_t t = 0; t < T; ++t) {
     for (std::int64_t h = 0; h < HV; ++h) {
-      const std::int64_t kh = h / r;
-      l2_normalise(qs + (t * HK + kh) * dk, dk, scale, qn.data());
-      l2_normalise(ks + (t * HK + kh) * dk, dk, 1.0f, kn.data());
-      const float decay = std::exp(gs[t * HV + h]);
-      const float b = bs[t * HV + h];
-      const float* vt = vs + (t * HV + h) * dv;
-      float* S = S0 + h * dk * dv;
-      float* ot = o + (t * HV + h) * dv;
-      // Decay S and read u = S^T k^ in one pass over its rows.
-      std::fill(u.begin(), u.end(), 0.0f);
-      for (std::int64_t i = 0; i < dk; ++i) {
-        float* Si = S + i * dv;
-        for (std::int64_t j = 0; j < dv; ++j) {
-          Si[j] *= decay;
-          u[j] += Si[j] * kn[i];
-        }
-      }
-      for (std::int64_t j = 0; j < dv; ++j) u[j] = (vt[j] - u[j]) * b;
-      // The rank-1 update and out = S^T q^ in a second pass.
-      for (std::int64_t j = 0; j < dv; ++j) ot[j] = 0.0f;
-      for (std::int64_t i = 0; i < dk; ++i) {
-        float* Si = S + i * dv;
-        for (std::int64_t j = 0; j < dv; ++j) {
-          Si[j] += kn[i] * u[j];
-          ot[j] += Si[j] * qn[i];
-        }
-      }
+      const std::int64_t e = t * HV + h;
+      const float x = as[e] + dt[h];
+      const float softplus = x > 20.0f ? x : std::log1p(std::exp(x));  // torch's threshold
+      const float sigmoid = 1.0f / (1.0f + std::exp(-bs[e]));
+      go[e] = -std::exp(A[h]) * softplus;
+      betas[e] = sigmoid;
     }
   }
 }

@@ -1,5 +1,6 @@
 // Row copies: embedding (gather rows of a table by token id, widened exactly from f16, bf16 or
-// quantized tables) and write_rows (append K/V rows to a cache). Both are exact.
+// quantized tables), write_rows (append K/V rows to a cache) and copy_column_blocks (split
+// interleaved projections). All are exact.
 #include <algorithm>
 #include <cstring>
 
@@ -58,6 +59,28 @@ void CpuBackend::write_rows(const Tensor& src, Tensor& dst, std::int64_t first_r
   float* d = data_of(dst, "write_rows", "dst");
   // memmove: src may be a view of the same cache.
   if (T > 0) std::memmove(d + first_row * row, s, static_cast<std::size_t>(T * row) * sizeof(float));
+}
+
+void CpuBackend::copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) {
+  const char* op = "copy_column_blocks";
+  MF_CHECK(src.rank() >= 1 && dst.rank() == 2 && src.dim(0) == dst.dim(0), ShapeError, "[copy_column_blocks] src ",
+           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()),
+           " must be [T, ...] and [T, C] with the same T");
+  const std::int64_t T = src.dim(0), C = dst.dim(1);
+  const std::int64_t src_cols = T == 0 ? 0 : src.numel() / T;
+  const auto& b = blocks;
+  MF_CHECK(b.groups >= 1 && b.width >= 0 && b.src_col >= 0 && b.dst_col >= 0 &&
+               b.src_col + b.width <= b.group_stride && b.groups * b.group_stride == src_cols &&
+               b.dst_col + b.groups * b.width <= C,
+           ShapeError, "[copy_column_blocks] blocks (groups ", b.groups, ", group_stride ", b.group_stride,
+           ", src_col ", b.src_col, ", width ", b.width, ", dst_col ", b.dst_col, ") do not fit src ",
+           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()));
+  check_disjoint(src, dst, op, "src");
+  const float* s = data_of(src, op, "src");
+  float* d = data_of(dst, op, "dst");
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t g = 0; g < b.groups; ++g)
+      std::copy_n(s + t * src_cols + g * b.group_stride + b.src_col, b.width, d + t * C + b.dst_col + g * b.width);
 }
 
 }  // namespace moeflux::backend::cpu
