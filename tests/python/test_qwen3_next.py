@@ -92,13 +92,13 @@ def test_greedy_generation_matches_transformers(name, packed, reference_runs):
     ids, *_, reference = reference_runs(name)
     expected = tiny_models.greedy_tokens(reference, ids, 32)
     model = moeflux.Model(packed(name))
-    assert list(model.generate(ids, max_new_tokens=32, stop_tokens=[])) == expected
+    assert list(model.generate_tokens(ids, max_new_tokens=32, stop_tokens=[])) == expected
     # The same continuation after a prefill in several chunks.
     model.reset()
     model.forward(ids[:9])
     model.forward(ids[9:40])
     model.forward(ids[40:-1])
-    assert list(model.generate(ids[-1:], max_new_tokens=32, stop_tokens=[])) == expected
+    assert list(model.generate_tokens(ids[-1:], max_new_tokens=32, stop_tokens=[])) == expected
 
 
 def record_stride(model_dir: Path) -> int:
@@ -111,7 +111,7 @@ def session_run(model: moeflux.Model, ids: np.ndarray) -> tuple[np.ndarray, np.n
     logits = [model.forward(ids[:20])]
     for t in ids[20:28]:
         logits.append(model.forward([int(t)]))
-    tokens = list(model.generate([3], max_new_tokens=8, stop_tokens=[]))
+    tokens = list(model.generate_tokens([3], max_new_tokens=8, stop_tokens=[]))
     return np.concatenate(logits), model.routing.experts, tokens
 
 

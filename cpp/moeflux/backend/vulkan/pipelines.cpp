@@ -11,10 +11,15 @@
 #include "params/add.h"
 #include "params/attention.h"
 #include "params/attention_combine.h"
+#include "params/causal_conv1d.h"
+#include "params/copy_column_blocks.h"
+#include "params/delta_rule_gates.h"
 #include "params/dequantize.h"
 #include "params/embedding.h"
 #include "params/embedding_q.h"
 #include "params/fill.h"
+#include "params/gated_delta_rule.h"
+#include "params/gated_rms_norm.h"
 #include "params/matmul.h"
 #include "params/matmul_q.h"
 #include "params/moe_accumulate.h"
@@ -54,6 +59,11 @@ constexpr ShaderSpec kShaders[] = {
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
     {"moe_gate_up", 4, sizeof(MoePairParams), 128},
     {"moe_down", 4, sizeof(MoePairParams), 128},
+    {"copy_column_blocks", 2, sizeof(CopyColumnBlocksParams), 256},
+    {"causal_conv1d", 4, sizeof(CausalConv1dParams), 64},
+    {"delta_rule_gates", 6, sizeof(DeltaRuleGatesParams), 256},
+    {"gated_delta_rule", 7, sizeof(GatedDeltaRuleParams), 128},
+    {"gated_rms_norm", 4, sizeof(GatedRmsNormParams), 128},
 };
 
 const ShaderSpec& spec_of(std::string_view shader) {

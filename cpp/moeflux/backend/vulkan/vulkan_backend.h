@@ -51,6 +51,14 @@ class VulkanBackend final : public Backend {
   void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
   bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
   void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) override;
+  void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;  // ops/column_blocks.cpp
+  // Gated DeltaNet (ops/gated_delta.cpp)
+  void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
+  void delta_rule_gates(const Tensor& a, const Tensor& b, const Tensor& a_log, const Tensor& dt_bias,
+                        Tensor& g, Tensor& beta) override;
+  void gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                        const DeltaRuleOptions& options, Tensor& state, Tensor& out) override;
+  void gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps, Tensor& out) override;
 
   // The device tier of the expert cache (device_expert_cache.cpp).
   std::uint64_t expert_slot_bytes(const ExpertCacheLayout& layout) const override;
