@@ -39,14 +39,31 @@ void use_block(uvec2 address) {
 #endif
 }
 
-// This lane's share of w[row] . vin[base, base + K): lanes stride over K (blocks of 8 when
-// quantized, K then being a multiple of 32).
+// This lane's share of w[row] . vin[base, base + K): lanes stride over K (4-word chunks for 8 and
+// 4 bits, else blocks of 8, when quantized, K then being a multiple of 32; 4 values when float).
 float lane_dot(uint row, uint base) {
   const uint K = p.K;
   float acc = 0.0;
 #ifdef Q_BITS
   const QuantRows r = QuantRows(0, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
-  for (uint b = TEAM_LANE; b < K / 8; b += TEAM_SIZE) {
+  uint first_block = 0;
+#ifdef DEQUANT_CHUNK
+  if (chunk_path(r)) {
+    for (uint c = TEAM_LANE; c < K / DEQUANT_CHUNK; c += TEAM_SIZE) {
+      float q[DEQUANT_CHUNK], scale, bias;
+      dequant_chunk(r, row, c, q, scale, bias);
+      float qx = 0.0, sx = 0.0;
+      for (uint i = 0; i < DEQUANT_CHUNK; ++i) {
+        const float xv = vin[base + c * DEQUANT_CHUNK + i];
+        qx += q[i] * xv;
+        sx += xv;
+      }
+      acc += scale * qx + bias * sx;
+    }
+    first_block = K / 8;
+  }
+#endif
+  for (uint b = first_block + TEAM_LANE; b < K / 8; b += TEAM_SIZE) {
     float w[8];
     dequant8(r, row, b * 8, w);
     float s = 0.0;
@@ -54,7 +71,14 @@ float lane_dot(uint row, uint base) {
     acc += s;
   }
 #else
-  for (uint c = TEAM_LANE; c < K; c += TEAM_SIZE) acc += weight_to_float(w_values.v[row * K + c]) * vin[base + c];
+  // Four independent loads per step, then the tail one at a time.
+  const uint wide = K - K % (4 * TEAM_SIZE), w0 = row * K;
+  for (uint c = 4 * TEAM_LANE; c < wide; c += 4 * TEAM_SIZE) {
+    const float a0 = weight_to_float(w_values.v[w0 + c]), a1 = weight_to_float(w_values.v[w0 + c + 1]);
+    const float a2 = weight_to_float(w_values.v[w0 + c + 2]), a3 = weight_to_float(w_values.v[w0 + c + 3]);
+    acc += a0 * vin[base + c] + a1 * vin[base + c + 1] + a2 * vin[base + c + 2] + a3 * vin[base + c + 3];
+  }
+  for (uint c = wide + TEAM_LANE; c < K; c += TEAM_SIZE) acc += weight_to_float(w_values.v[w0 + c]) * vin[base + c];
 #endif
   return acc;
 }

@@ -59,8 +59,12 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
                                    static_cast<std::uint32_t>(K), static_cast<std::uint32_t>(nn),
                                    static_cast<std::uint32_t>(N)};
       if (tn <= kVecMaxT) {
-        ctx.recorder.dispatch(ctx.pipelines.get(vec), {xw.binding, ww.binding}, {yw.binding}, p,
-                              {groups_for(nn, kVecRows, dev)});
+        const Pipeline& pipeline = ctx.pipelines.get(vec);
+        // The subgroup variant gives each subgroup a row (it strides over rows, so a guess is enough).
+        const std::int64_t rows = sg ? std::max<std::uint32_t>(1, pipeline.spec.local_size /
+                                                                       std::max(1u, dev.features().subgroup_size))
+                                     : kVecRows;
+        ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {yw.binding}, p, {groups_for(nn, rows, dev)});
       } else {
         ctx.recorder.dispatch(ctx.pipelines.get(tiled), {xw.binding, ww.binding}, {yw.binding}, p,
                               {groups_for(nn, kTile, dev, 0), groups_for(tn, kTile, dev, 1)});
