@@ -65,6 +65,8 @@ endforeach()
 moeflux_shader(copy_column_blocks f32)
 moeflux_shader(gated_delta_rule f32)
 moeflux_shader(gated_delta_rule f32_sg DEFINES USE_SUBGROUP FEATURES subgroup)
+moeflux_shader(gated_delta_chunk_prep f32)
+moeflux_shader(gated_delta_chunk f32)
 
 # --- compile and embed into `target`
 function(moeflux_embed_shaders target)

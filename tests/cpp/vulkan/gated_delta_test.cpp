@@ -1,7 +1,8 @@
 // The hybrid's ops on Vulkan against the CPU backend, every configuration and weight dtype:
 // copy_column_blocks (bit for bit), causal_conv1d (state carried across calls, in place, K = 1),
-// delta_rule_gates (both sides of softplus's threshold), gated_delta_rule (grouped key heads,
-// dk != dv, odd sizes, long prompts split into windows, state carried) and gated_rms_norm.
+// delta_rule_gates (both sides of softplus's threshold), gated_delta_rule per token and chunked
+// (grouped key heads, dk != dv, odd sizes, long prompts split into windows, state carried) and
+// gated_rms_norm.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -146,6 +147,32 @@ TEST_P(VulkanGatedDelta, GatedDeltaRuleCarriesItsState) {
                     "gated_delta_rule state");
     og.expect_guards_intact("gated_delta_rule");
     sg.expect_guards_intact("gated_delta_rule state");
+  }
+}
+
+// The chunked prefill (T > 1; the recurrence where the binding limit is too small for its scratch)
+// against the CPU's per-token recurrence: chunks of 7 (ragged) and 64, three chunks and a remainder.
+TEST_P(VulkanGatedDelta, GatedDeltaChunksAgreeWithTheRecurrence) {
+  const DeltaDims d{150, 2, 6, 32, 24};
+  const Shape qs{d.T, d.HK, d.dk}, vs{d.T, d.HV, d.dv}, hs{d.T, d.HV}, ss{d.HV, d.dk, d.dv};
+  const Floats q = random_values(sz(d.T * d.HK * d.dk), 91, -2.0f, 2.0f), k = random_values(q.size(), 92, -2.0f, 2.0f);
+  const Floats v = random_values(sz(d.T * d.HV * d.dv), 93, -2.0f, 2.0f), g = random_values(sz(d.T * d.HV), 94, -2.0f, 0.0f);
+  const Floats beta = random_values(sz(d.T * d.HV), 95, 0.05f, 1.0f), s0 = random_values(sz(d.HV * d.dk * d.dv), 96, -0.5f, 0.5f);
+  Guarded qc(*cpu_, qs, q), kc(*cpu_, qs, k), vc(*cpu_, vs, v), gc(*cpu_, hs, g), bc(*cpu_, hs, beta);
+  Guarded sc(*cpu_, ss, s0), oc(*cpu_, vs);
+  cpu_->gated_delta_rule(qc.tensor(), kc.tensor(), vc.tensor(), gc.tensor(), bc.tensor(), {1}, sc.tensor(), oc.tensor());
+  const Floats want = oc.values(), want_state = sc.values();
+  for (const std::int64_t chunk : {7, 64}) {
+    SCOPED_TRACE(util::concat("chunk_size ", chunk));
+    Guarded qg(*gpu_, qs, q), kg(*gpu_, qs, k), vg(*gpu_, vs, v), gg(*gpu_, hs, g), bg(*gpu_, hs, beta);
+    Guarded sg(*gpu_, ss, s0), og(*gpu_, vs);
+    gpu_->gated_delta_rule(qg.tensor(), kg.tensor(), vg.tensor(), gg.tensor(), bg.tensor(), {chunk}, sg.tensor(),
+                           og.tensor());
+    expect_near_cpu(og.values(), want, std::vector<double>(want.size(), max_abs(want)), 2e-6, "gated_delta_rule chunked");
+    expect_near_cpu(sg.values(), want_state, std::vector<double>(want_state.size(), max_abs(want_state)), 2e-6,
+                    "gated_delta_rule chunked state");
+    og.expect_guards_intact("gated_delta_rule chunked");
+    sg.expect_guards_intact("gated_delta_rule chunked state");
   }
 }
 

@@ -18,6 +18,7 @@
 #include "params/embedding.h"
 #include "params/embedding_q.h"
 #include "params/fill.h"
+#include "params/gated_delta_chunk.h"
 #include "params/gated_delta_rule.h"
 #include "params/gated_rms_norm.h"
 #include "params/matmul.h"
@@ -64,6 +65,8 @@ constexpr ShaderSpec kShaders[] = {
     {"delta_rule_gates", 6, sizeof(DeltaRuleGatesParams), 256},
     {"gated_delta_rule", 7, sizeof(GatedDeltaRuleParams), 128},
     {"gated_rms_norm", 4, sizeof(GatedRmsNormParams), 128},
+    {"gated_delta_chunk_prep", 5, sizeof(GatedDeltaChunkParams), 64},
+    {"gated_delta_chunk", 8, sizeof(GatedDeltaChunkParams), 64},
 };
 
 const ShaderSpec& spec_of(std::string_view shader) {

@@ -78,6 +78,10 @@ class VulkanBackend final : public Backend {
   void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y);
   void embedding_quantized(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out);
   void fill(Tensor& out, float value);  // ops/moe.cpp
+  // The chunked form of gated_delta_rule for T > 1 (ops/gated_delta.cpp); false when its scratch
+  // does not fit one binding (the caller then runs the recurrence).
+  bool gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
+                           const DeltaRuleOptions& options, Tensor& state, Tensor& out, float scale);
   // How a weight lies on the device (dtype, bytes; f16/bf16 widened without 16-bit storage),
   // after checking its view; and the upload of its bytes into t, a tensor of that form.
   struct WeightForm {

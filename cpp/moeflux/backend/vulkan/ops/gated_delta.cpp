@@ -1,6 +1,7 @@
-// The Gated DeltaNet ops (shaders/causal_conv1d.comp, delta_rule_gates.comp, gated_delta_rule.comp,
-// gated_rms_norm.comp): the same checks and messages as the CPU backend, tensors cut into row
-// windows; the conv and delta-rule states carry across windows (the recorder orders the dispatches).
+// The Gated DeltaNet ops (shaders/causal_conv1d.comp, delta_rule_gates.comp, gated_delta_rule.comp
+// and gated_delta_chunk*.comp, gated_rms_norm.comp): the same checks and messages as the CPU
+// backend, tensors cut into row windows; the conv and delta-rule states carry across windows (the
+// recorder orders the dispatches).
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "moeflux/util/error.h"
 #include "params/causal_conv1d.h"
 #include "params/delta_rule_gates.h"
+#include "params/gated_delta_chunk.h"
 #include "params/gated_delta_rule.h"
 #include "params/gated_rms_norm.h"
 
@@ -20,6 +22,7 @@ namespace {
 
 constexpr std::int64_t kMaxConvKernel = 16;  // causal_conv1d.comp keeps the window in registers
 constexpr std::int64_t kMaxKeyDim = 256;     // gated_delta_rule.comp's shared q and k rows
+constexpr std::int64_t kMaxChunk = 64;       // gated_delta_chunk*.comp's per-chunk arrays
 
 std::uint32_t u32(std::int64_t v) { return static_cast<std::uint32_t>(v); }
 
@@ -141,14 +144,16 @@ void VulkanBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Ten
   cpu::check_disjoint(state, out, op, "state");
   if (T == 0 || dv == 0) return;
 
-  // Every call runs the per-token recurrence; tokens go in row windows, the state carried between,
-  // and the state in windows of whole heads.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  if (T > 1 && options.chunk_size > 1 && gated_delta_chunked(q, k, v, g, beta, options, state, out, scale)) return;
+
+  // The per-token recurrence: tokens go in row windows, the state carried between, and the state
+  // in windows of whole heads.
   const bool sg = dev.features().subgroup_arithmetic;
   const Pipeline& pipeline = ctx.pipelines.get(sg ? "gated_delta_rule_f32_sg" : "gated_delta_rule_f32");
   const std::int64_t heads_per = rows_per_binding(dk * dv * 4, dev, op);
   const std::int64_t rows = std::min({rows_per_binding(HK * dk * 4, dev, op), rows_per_binding(HV * dv * 4, dev, op),
                                       rows_per_binding(HV * 4, dev, op)});
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   for (std::int64_t t0 = 0; t0 < T; t0 += rows) {
     const std::int64_t n = std::min(rows, T - t0);
     const Window qw = window(q, t0 * HK * dk, n * HK * dk, dev), kw = window(k, t0 * HK * dk, n * HK * dk, dev);
@@ -164,6 +169,50 @@ void VulkanBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Ten
                             {sw.binding, ow.binding}, p, {groups_for(nh, 1, dev)});
     }
   }
+}
+
+bool VulkanBackend::gated_delta_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g,
+                                        const Tensor& beta, const DeltaRuleOptions& options, Tensor& state, Tensor& out,
+                                        float scale) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  const char* op = "gated_delta_rule";
+  const std::int64_t T = q.dim(0), HK = q.dim(1), dk = q.dim(2), HV = v.dim(1), dv = v.dim(2);
+  const std::int64_t C = std::min(options.chunk_size, T), n_chunks = (T + C - 1) / C;
+  MF_CHECK(C <= kMaxChunk, Unsupported, "[gated_delta_rule] chunks of ", options.chunk_size, " tokens on Vulkan; at most ",
+           kMaxChunk);
+  // One dispatch pair covers the call: everything it binds must fit one binding, else the caller
+  // runs the recurrence (the same numbers up to rounding; only tiny binding limits get there).
+  const std::int64_t ab_size = HV * n_chunks * 2 * C * C, r_size = T * HV * 2;
+  const auto fits = [&](std::int64_t elements) {
+    return elements * 4 + static_cast<std::int64_t>(dev.limits().storage_alignment) + 4 <=
+           static_cast<std::int64_t>(dev.limits().max_storage_range);
+  };
+  if (!fits(ab_size + r_size) || !fits(T * HK * dk) || !fits(T * HV * dv) || !fits(dk * dv)) return false;
+
+  Tensor scratch = empty({ab_size + r_size});  // ab, then r
+  const Window qw = window(q, 0, T * HK * dk, dev), kw = window(k, 0, T * HK * dk, dev);
+  const Window vw = window(v, 0, T * HV * dv, dev), ow = window(out, 0, T * HV * dv, dev);
+  const Window gw = window(g, 0, T * HV, dev), bw = window(beta, 0, T * HV, dev);
+  const Window xw = window(scratch, 0, ab_size + r_size, dev);
+  params::GatedDeltaChunkParams p{qw.first, kw.first, vw.first, gw.first, bw.first, xw.first, u32(xw.first + ab_size),
+                                  0,        ow.first, u32(T),   u32(HK),  u32(HV),  u32(dk),  u32(dv),
+                                  u32(C),   scale,    0,        u32(HV)};
+  const Pipeline& prep = ctx.pipelines.get("gated_delta_chunk_prep_f32");
+  ctx.recorder.dispatch(prep, {qw.binding, kw.binding, gw.binding, bw.binding}, {xw.binding}, p,
+                        {groups_for(n_chunks * HV, 1, dev)});
+  const Pipeline& chunk = ctx.pipelines.get("gated_delta_chunk_f32");
+  const std::int64_t heads_per = rows_per_binding(dk * dv * 4, dev, op);
+  for (std::int64_t h0 = 0; h0 < HV; h0 += heads_per) {
+    const std::int64_t nh = std::min(heads_per, HV - h0);
+    const Window sw = window(state, h0 * dk * dv, nh * dk * dv, dev);
+    p.state_offset = sw.first;
+    p.head_first = u32(h0);
+    p.n_heads = u32(nh);
+    ctx.recorder.dispatch(chunk, {qw.binding, kw.binding, vw.binding, gw.binding, bw.binding, xw.binding},
+                          {sw.binding, ow.binding}, p, {groups_for(nh * dv, chunk.spec.local_size, dev)});
+  }
+  return true;
 }
 
 void VulkanBackend::gated_rms_norm(const Tensor& x, const Tensor& z, const Tensor& weight, float eps, Tensor& out) {
