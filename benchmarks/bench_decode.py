@@ -119,6 +119,10 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         prefill_warm_tok_s=round(args.prompt / prefill_warm_s, 2),
         decode_tok_s=round(n / decode_s, 3),
         ms_per_token=round(1e3 * decode_s / n, 2),
+        # A slice of a deeper model (synthetic_model.py --layers): a layer's share of a token, the
+        # embedding and LM head included (so an upper bound of a layer's own time).
+        layers=n_layers,
+        ms_per_layer=round(1e3 * decode_s / n / n_layers, 3),
         hit_rate=round(s["expert_hit_rate"], 4),
         bytes_read_per_token=int(s["expert_bytes_read"] / n),
         read_wait_s_per_token=round(s["read_wait_seconds"] / n, 5),
