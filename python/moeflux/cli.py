@@ -59,10 +59,16 @@ def _memory_needs(path: str, info: dict, manifest: dict) -> None:
     from .tokenizer import Tokenizer
 
     config = json.loads((Path(path) / "config.json").read_text())
+    config = config.get("text_config") or config  # a multimodal checkpoint's language model
     heads = config.get("num_key_value_heads") or config.get("num_attention_heads", 0)
     head_dim = config.get("head_dim") or config.get("hidden_size", 0) // max(config.get("num_attention_heads", 1), 1)
     types = config.get("layer_types")
-    attention_layers = sum(t == "full_attention" for t in types) if types else info["n_layers"]
+    if types:
+        attention_layers = sum(t == "full_attention" for t in types)
+    elif "linear_num_value_heads" in config:  # the hybrid: every full_attention_interval-th layer (default 4)
+        attention_layers = info["n_layers"] // config.get("full_attention_interval", 4)
+    else:
+        attention_layers = info["n_layers"]
     kv = 2 * attention_layers * heads * head_dim * 4  # float32 keys and values
     print(f"kv cache       {_bytes(kv * 1000)} per 1000 tokens of context ({attention_layers} attention layers)")
     tokenizer = Tokenizer.from_dir(path)

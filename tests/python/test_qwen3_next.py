@@ -191,3 +191,11 @@ def test_saved_state_continues_bit_for_bit(packed, tmp_path):
     # The recurrent states hold every position: forgetting some is refused, not approximated.
     with pytest.raises(moeflux.Unsupported, match="reset"):
         resumed.truncate(5)
+
+
+def test_info_counts_the_attention_layers_of_a_multimodal_checkpoint(packed):
+    from test_cli import moeflux_cli
+
+    done = moeflux_cli("info", str(packed("qwen3_5_moe_vl")))
+    assert done.returncode == 0, done.stderr
+    assert "qwen3_5_moe" in done.stdout and "(1 attention layers)" in done.stdout, done.stdout
