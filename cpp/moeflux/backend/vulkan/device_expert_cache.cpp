@@ -229,9 +229,10 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
                storage[r]->bytes(), " planned from the expert layout");
       out[i][r] = weight_tensor(storage[r], form, view.shape);
       if (hit) continue;
-      write_weight(view, out[i][r]);
+      write_weight(view, out[i][r], /*on_transfer=*/true);
       cache.stats.bytes_uploaded += form.bytes;
     }
+    if (!hit) context_->recorder.flush_transfers();  // this expert's copies start now
   }
   if (uploaded) cache.stats.upload_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

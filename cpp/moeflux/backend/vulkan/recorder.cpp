@@ -48,19 +48,37 @@ struct Recorder::Batch {
   BatchQueries queries;
 };
 
+struct Recorder::TransferBatch {
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  std::vector<Allocation> staging;  // freed when the batch completes
+  VkDeviceSize staging_bytes = 0;
+  std::uint64_t wait_compute = 0;   // the compute value it waits for (reads of what it overwrites)
+  std::uint64_t value = 0;          // the transfer timeline value signalled on completion
+};
+
 Recorder::Recorder(Device& device, Memory& memory, bool profile)
     : device_(device), memory_(memory), profiler_(device, profile) {
+  const VkDevice d = device.handle();
   auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
-  pool.queueFamilyIndex = device.compute_family();
-  check(vkCreateCommandPool(device.handle(), &pool, nullptr, &pool_), "vkCreateCommandPool");
   auto type = vk_struct<VkSemaphoreTypeCreateInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO);
   type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
   auto sem = vk_struct<VkSemaphoreCreateInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO);
   sem.pNext = &type;
-  const VkResult result = vkCreateSemaphore(device.handle(), &sem, nullptr, &timeline_);
-  if (result != VK_SUCCESS) vkDestroyCommandPool(device.handle(), pool_, nullptr);
-  check(result, "vkCreateSemaphore");
+  try {
+    pool.queueFamilyIndex = device.compute_family();
+    check(vkCreateCommandPool(d, &pool, nullptr, &pool_), "vkCreateCommandPool");
+    pool.queueFamilyIndex = device.transfer_family();
+    check(vkCreateCommandPool(d, &pool, nullptr, &transfer_pool_), "vkCreateCommandPool");
+    check(vkCreateSemaphore(d, &sem, nullptr, &timeline_), "vkCreateSemaphore");
+    check(vkCreateSemaphore(d, &sem, nullptr, &transfer_timeline_), "vkCreateSemaphore");
+  } catch (...) {
+    vkDestroySemaphore(d, timeline_, nullptr);  // null handles are ignored
+    vkDestroySemaphore(d, transfer_timeline_, nullptr);
+    vkDestroyCommandPool(d, pool_, nullptr);
+    vkDestroyCommandPool(d, transfer_pool_, nullptr);
+    throw;
+  }
 }
 
 Recorder::~Recorder() {
@@ -78,8 +96,15 @@ Recorder::~Recorder() {
   if (open_) destroy(*open_);
   for (auto& b : in_flight_) destroy(*b);
   for (auto& b : idle_) destroy(*b);
+  auto destroy_transfer = [&](TransferBatch& b) {
+    for (const Allocation& a : b.staging) memory_.free(a);
+  };
+  if (transfer_open_) destroy_transfer(*transfer_open_);
+  for (auto& b : transfers_in_flight_) destroy_transfer(*b);
   vkDestroySemaphore(d, timeline_, nullptr);
+  vkDestroySemaphore(d, transfer_timeline_, nullptr);
   vkDestroyCommandPool(d, pool_, nullptr);
+  vkDestroyCommandPool(d, transfer_pool_, nullptr);
 }
 
 Recorder::Batch& Recorder::open() {
@@ -242,6 +267,107 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
   }
 }
 
+Recorder::TransferBatch& Recorder::open_transfer() {
+  if (transfer_open_) return *transfer_open_;
+  reclaim_transfers(false);
+  if (!transfers_idle_.empty()) {
+    transfer_open_ = std::move(transfers_idle_.back());
+    transfers_idle_.pop_back();
+  } else {
+    transfer_open_ = std::make_unique<TransferBatch>();
+    auto alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+    alloc.commandPool = transfer_pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    check(vkAllocateCommandBuffers(device_.handle(), &alloc, &transfer_open_->cmd), "vkAllocateCommandBuffers");
+  }
+  auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vkBeginCommandBuffer(transfer_open_->cmd, &begin), "vkBeginCommandBuffer");
+  transfer_open_->wait_compute = submitted_;
+  return *transfer_open_;
+}
+
+void Recorder::upload_transfer(std::span<const std::byte> src, const Binding& dst) {
+  MF_ASSERT(src.size() == dst.range && dst.offset + dst.range <= dst.block->size, "upload of ", src.size(),
+            " bytes into a range of ", dst.range);
+  // Dispatches recorded so far may read dst (a slot's previous expert): they are submitted first,
+  // and the copy waits for them (a transfer batch is opened only after every dispatch before it
+  // was submitted, as flush() closes the open one first).
+  if (open_ && open_->dispatches > 0) flush();  // (submits the open transfers first)
+  for (VkDeviceSize done = 0; done < src.size();) {
+    const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, src.size() - done);
+    TransferBatch& batch = open_transfer();
+    const Allocation s = memory_.allocate(MemoryKind::staging, n, "staging");
+    batch.staging.push_back(s);
+    batch.staging_bytes += s.size;
+    std::memcpy(s.mapped(), src.data() + done, n);
+    const VkBufferCopy region{s.offset, dst.offset + done, n};
+    vkCmdCopyBuffer(batch.cmd, s.block->buffer, dst.block->buffer, 1, &region);
+    done += n;
+    if (batch.staging_bytes >= kFlushStaging) {
+      flush_transfers();  // bound the staging memory a large upload holds
+      VkDeviceSize in_flight = 0;
+      for (const auto& b : transfers_in_flight_) in_flight += b->staging_bytes;
+      if (in_flight > kMaxStagingInFlight) reclaim_transfers(true);
+    }
+  }
+}
+
+void Recorder::flush_transfers() {
+  if (!transfer_open_) return;
+  TransferBatch& batch = *transfer_open_;
+  check(vkEndCommandBuffer(batch.cmd), "vkEndCommandBuffer");
+  batch.value = transfers_submitted_ + 1;
+  const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
+  auto timeline = vk_struct<VkTimelineSemaphoreSubmitInfo>(VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO);
+  timeline.signalSemaphoreValueCount = 1;
+  timeline.pSignalSemaphoreValues = &batch.value;
+  auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+  submit.pNext = &timeline;
+  if (batch.wait_compute > 0) {
+    timeline.waitSemaphoreValueCount = 1;
+    timeline.pWaitSemaphoreValues = &batch.wait_compute;
+    submit.waitSemaphoreCount = 1;
+    submit.pWaitSemaphores = &timeline_;
+    submit.pWaitDstStageMask = &stage;
+  }
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &batch.cmd;
+  submit.signalSemaphoreCount = 1;
+  submit.pSignalSemaphores = &transfer_timeline_;
+  check(vkQueueSubmit(device_.transfer_queue(), 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+  transfers_submitted_ = compute_waits_for_ = batch.value;
+  transfers_in_flight_.push_back(std::move(transfer_open_));
+}
+
+void Recorder::reclaim_transfers(bool wait_all) {
+  if (transfers_in_flight_.empty()) return;
+  std::uint64_t completed = 0;
+  if (wait_all) {
+    const auto start = std::chrono::steady_clock::now();
+    auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
+    info.semaphoreCount = 1;
+    info.pSemaphores = &transfer_timeline_;
+    info.pValues = &transfers_submitted_;
+    const VkResult result = vkWaitSemaphores(device_.handle(), &info, kWaitTimeoutNs);
+    MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] the transfer queue did not finish within ",
+             kWaitTimeoutNs / 1000000000, " s; it may have hung");
+    check(result, "vkWaitSemaphores");
+    wait_seconds_ += seconds_since(start);
+  }
+  check(vkGetSemaphoreCounterValue(device_.handle(), transfer_timeline_, &completed), "vkGetSemaphoreCounterValue");
+  while (!transfers_in_flight_.empty() && transfers_in_flight_.front()->value <= completed) {
+    std::unique_ptr<TransferBatch> batch = std::move(transfers_in_flight_.front());
+    transfers_in_flight_.pop_front();
+    for (const Allocation& a : batch->staging) memory_.free(a);
+    batch->staging.clear();
+    batch->staging_bytes = 0;
+    check(vkResetCommandBuffer(batch->cmd, 0), "vkResetCommandBuffer");
+    transfers_idle_.push_back(std::move(batch));
+  }
+}
+
 void Recorder::download(const Binding& src, std::span<std::byte> dst) {
   MF_ASSERT(dst.size() == src.range && src.offset + src.range <= src.block->size, "download of ", src.range,
             " bytes into ", dst.size());
@@ -267,6 +393,7 @@ void Recorder::download(const Binding& src, std::span<std::byte> dst) {
 
 void Recorder::flush() {
   if (!open_) return;
+  flush_transfers();  // compute recorded after an upload waits for it
   Batch& batch = *open_;
   check(vkEndCommandBuffer(batch.cmd), "vkEndCommandBuffer");
   batch.value = submitted_ + 1;
@@ -275,6 +402,14 @@ void Recorder::flush() {
   timeline.pSignalSemaphoreValues = &batch.value;
   auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
   submit.pNext = &timeline;
+  const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  if (compute_waits_for_ > 0) {  // uploads on the transfer lane come first
+    timeline.waitSemaphoreValueCount = 1;
+    timeline.pWaitSemaphoreValues = &compute_waits_for_;
+    submit.waitSemaphoreCount = 1;
+    submit.pWaitSemaphores = &transfer_timeline_;
+    submit.pWaitDstStageMask = &stage;
+  }
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &batch.cmd;
   submit.signalSemaphoreCount = 1;
@@ -332,11 +467,13 @@ void Recorder::reset_stats() {
 }
 
 void Recorder::finish() {
+  flush_transfers();
   flush();
   if (submitted_ > 0) {
     wait(submitted_);
     reclaim(submitted_);
   }
+  reclaim_transfers(true);
   device_.validation_log().rethrow_new();
 }
 

@@ -51,10 +51,17 @@ class Recorder {
     dispatch(pipeline, reads, writes, std::as_bytes(std::span(&params, 1)), groups);
   }
 
-  // Host bytes in staging memory that shaders may read until the open batch completes.
+  // Host bytes in staging memory that shaders may read until the open batch completes: stage
+  // right before the dispatch that reads them, as an upload in between may submit the batch.
   Binding stage(std::span<const std::byte> bytes);
   // Copies host bytes into dst (same size, multiple of 4) through staging, in stream order.
   void upload(std::span<const std::byte> src, const Binding& dst);
+  // The same on the transfer queue (the compute queue's own where the device has no other): the
+  // copy waits for the compute work recorded before it (which may still read dst), and compute
+  // work recorded after it waits for the copy. flush_transfers() starts it without waiting for
+  // the next compute submit.
+  void upload_transfer(std::span<const std::byte> src, const Binding& dst);
+  void flush_transfers();
   // Copies device bytes back to the host: submits, waits, copies. The only host wait.
   void download(const Binding& src, std::span<std::byte> dst);
 
@@ -82,6 +89,9 @@ class Recorder {
   };
 
   Batch& open();
+  struct TransferBatch;
+  TransferBatch& open_transfer();
+  void reclaim_transfers(bool wait_all);
   void track(std::span<const Binding> reads, std::span<const Binding> writes);
   VkDescriptorSet descriptor_set(Batch& batch, const Pipeline& pipeline);
   Allocation staging(Batch& batch, VkDeviceSize size);
@@ -97,6 +107,13 @@ class Recorder {
   std::unique_ptr<Batch> open_;
   std::deque<std::unique_ptr<Batch>> in_flight_;
   std::vector<std::unique_ptr<Batch>> idle_;
+  // The transfer lane: its own pool, timeline and batches; compute submits wait for its value.
+  VkCommandPool transfer_pool_ = VK_NULL_HANDLE;
+  VkSemaphore transfer_timeline_ = VK_NULL_HANDLE;
+  std::uint64_t transfers_submitted_ = 0, compute_waits_for_ = 0;
+  std::unique_ptr<TransferBatch> transfer_open_;
+  std::deque<std::unique_ptr<TransferBatch>> transfers_in_flight_;
+  std::vector<std::unique_ptr<TransferBatch>> transfers_idle_;
   std::vector<Span> reads_since_barrier_, writes_since_barrier_;
   std::uint64_t dispatches_ = 0, barriers_ = 0;
   Profiler profiler_;

@@ -60,17 +60,21 @@ Tensor VulkanBackend::weight_tensor(std::shared_ptr<VulkanStorage> storage, cons
                                           : Tensor(std::move(storage), form.dtype, shape);
 }
 
-void VulkanBackend::write_weight(const format::TensorView& weight, const Tensor& t) {
+void VulkanBackend::write_weight(const format::TensorView& weight, const Tensor& t, bool on_transfer) {
   const std::uint64_t needed = format::stored_nbytes(weight.dtype, weight.shape, t.quant());
   MF_CHECK(weight.nbytes >= needed && (weight.data != nullptr || needed == 0), FormatError, "[resident] weight '",
            weight.name, "' (", format::dtype_name(weight.dtype), " ", format::shape_string(weight.shape), ") needs ",
            needed, " bytes but its view holds ", weight.data == nullptr ? 0 : weight.nbytes,
            "; check the manifest entry");
   Recorder& recorder = context_->recorder;
+  auto upload = [&](std::span<const std::byte> bytes, const Binding& dst) {
+    if (on_transfer) recorder.upload_transfer(bytes, dst);
+    else recorder.upload(bytes, dst);
+  };
   if (t.dtype() == weight.dtype) {  // the stored bytes as they are: f32, 16-bit with 16-bit storage, quantized
     if (needed > 0) {
       const auto count = static_cast<std::int64_t>(needed / element_bytes(weight.dtype));
-      recorder.upload(std::span(weight.data, needed), byte_range(t, 0, count));
+      upload(std::span(weight.data, needed), byte_range(t, 0, count));
     }
     return;
   }
@@ -80,7 +84,7 @@ void VulkanBackend::write_weight(const format::TensorView& weight, const Tensor&
   for (std::int64_t begin = 0; begin < n; begin += static_cast<std::int64_t>(piece.size())) {
     const auto count = std::min<std::size_t>(piece.size(), static_cast<std::size_t>(n - begin));
     format::to_f32(weight.data + static_cast<std::size_t>(begin) * es, weight.dtype, count, piece.data());
-    recorder.upload(std::as_bytes(std::span(piece.data(), count)), byte_range(t, begin, static_cast<std::int64_t>(count)));
+    upload(std::as_bytes(std::span(piece.data(), count)), byte_range(t, begin, static_cast<std::int64_t>(count)));
   }
 }
 

@@ -91,7 +91,8 @@ class VulkanBackend final : public Backend {
   };
   WeightForm weight_form(const format::TensorView& weight, std::string_view op) const;
   Tensor weight_tensor(std::shared_ptr<VulkanStorage> storage, const WeightForm& form, const Shape& shape) const;
-  void write_weight(const format::TensorView& weight, const Tensor& t);
+  // on_transfer: on the transfer lane (expert slots), else in compute order.
+  void write_weight(const format::TensorView& weight, const Tensor& t, bool on_transfer = false);
   // gate, up, down of a batch of experts of one layer (at most the tier's capacity when cached):
   // device slots for named experts where the tier exists (misses uploaded), else fresh uploads.
   std::vector<std::array<Tensor, 3>> expert_tensors(std::span<const ExpertWeights> batch);
