@@ -52,6 +52,8 @@ if [ "${DECODE_CPU:-ON}" = ON ]; then
   python3 benchmarks/bench_decode.py "$model" --budgets ${BUDGETS:-all,0.5,0.25,min} --tokens "$tokens" --cold | tee "$out/decode.log"
 fi
 if [ "${VULKAN:-ON}" = ON ]; then
+  echo "== the device's copy bandwidth"
+  ./build/gpu/benchmarks/vulkan_copy_bench 1024 20 | tee "$out/copy_bandwidth.json"
   # (a) every expert resident on the device (loaded at open); (b) a quarter of them, from a cold page
   # cache, with the host tier holding every expert (after the first read) or only the minimum.
   echo "== Vulkan (a): device budget all, ${WARMUP:-128} warm-up steps, prompt ${PROMPT:-512}"

@@ -267,6 +267,17 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
   }
 }
 
+void Recorder::copy(const Binding& src, const Binding& dst) {
+  MF_ASSERT(src.range == dst.range && src.offset + src.range <= src.block->size &&
+                dst.offset + dst.range <= dst.block->size,
+            "copy of ", src.range, " bytes into a range of ", dst.range);
+  Batch& batch = open();
+  track(std::span(&src, 1), std::span(&dst, 1));
+  const VkBufferCopy region{src.offset, dst.offset, src.range};
+  vkCmdCopyBuffer(batch.cmd, src.block->buffer, dst.block->buffer, 1, &region);
+  profiler_.mark(batch.cmd, batch.queries, "copy");
+}
+
 Recorder::TransferBatch& Recorder::open_transfer() {
   if (transfer_open_) return *transfer_open_;
   reclaim_transfers(false);

@@ -62,6 +62,8 @@ class Recorder {
   // the next compute submit.
   void upload_transfer(std::span<const std::byte> src, const Binding& dst);
   void flush_transfers();
+  // Copies src to dst on the device (same size), in stream order.
+  void copy(const Binding& src, const Binding& dst);
   // Copies device bytes back to the host: submits, waits, copies. The only host wait.
   void download(const Binding& src, std::span<std::byte> dst);
 
