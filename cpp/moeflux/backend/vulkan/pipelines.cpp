@@ -24,6 +24,8 @@
 #include "params/matmul.h"
 #include "params/matmul_q.h"
 #include "params/moe_accumulate.h"
+#include "params/moe_combine.h"
+#include "params/moe_grouped.h"
 #include "params/moe_pairs.h"
 #include "params/moe_route.h"
 #include "params/rms_norm.h"
@@ -60,6 +62,8 @@ constexpr ShaderSpec kShaders[] = {
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
     {"moe_gate_up", 4, sizeof(MoePairParams), 128},
     {"moe_down", 4, sizeof(MoePairParams), 128},
+    {"moe_grouped", 4, sizeof(MoeGroupedParams), 256},
+    {"moe_combine", 3, sizeof(MoeCombineParams), 256},
     {"copy_column_blocks", 2, sizeof(CopyColumnBlocksParams), 256},
     {"causal_conv1d", 4, sizeof(CausalConv1dParams), 64},
     {"delta_rule_gates", 6, sizeof(DeltaRuleGatesParams), 256},

@@ -108,6 +108,8 @@ class VulkanBackend final : public Backend {
   };
   static bool stored_alike(const WeightForm& a, const WeightForm& b);  // same dtype and quantization
   static bool pair_kernels_fit(const ExpertForms& forms);  // gate and up alike, shapes that chain
+  // Every expert stored alike, gate like up, shapes that chain: one kernel variant serves them.
+  bool experts_alike(std::span<const ExpertWeights> experts) const;
   // moe_experts takes the pair kernels: few tokens, every expert stored alike.
   bool pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const;
   void moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table, std::uint32_t E,
@@ -115,6 +117,11 @@ class VulkanBackend final : public Backend {
   // The experts of moe_experts through the pair kernels (few tokens): one staged table per batch.
   void moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                          Tensor& out, bool accumulate);
+  // The experts of moe_experts for many tokens as one tiled product per batch (ops/moe_grouped.cpp):
+  // rows sorted by expert, then moe_combine. False (nothing recorded) when a buffer would exceed
+  // one binding; the caller then takes the per-expert path.
+  bool moe_experts_grouped(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
+                           Tensor& out, bool accumulate);
   std::vector<ExpertForms> layer_forms_;  // per MoE layer of the device tier, from its layout
   std::vector<std::array<format::TensorView, 3>> layer_blocks_;  // its blocks (no bytes), likewise
   // `experts` with the blocks of those on the device filled in from the layout (still no bytes);

@@ -1,4 +1,6 @@
-// moe_experts for many tokens (prefill; few tokens take ops/moe_pairs.cpp), as the CPU computes it: per listed expert, ascending, its tokens' rows gathered, then
+// moe_experts: its checks, then few tokens take ops/moe_pairs.cpp, many ops/moe_grouped.cpp; what
+// neither serves (experts stored unlike each other, buffers beyond one binding) is computed here
+// as the CPU does it: per listed expert, ascending, its tokens' rows gathered, then
 // down(silu(gate x) * up x), then out[token] += y * weight (moe_accumulate, one dispatch per expert),
 // so batched calls give the bits of one call. Expert weights come from the device tier's slots,
 // keyed by (layer, expert) (device_expert_cache.cpp); unnamed experts are uploaded per call.
@@ -134,6 +136,10 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
     moe_experts_pairs(x, routing, experts, out, accumulate_into);
     return;
   }
+  if (max_rows > 0 && H > 0 && experts_alike(experts) &&  // many tokens: three dispatches per batch
+      moe_experts_grouped(x, routing, experts, out, accumulate_into))
+    return;
+  // Experts stored unlike each other, or buffers beyond one binding: expert by expert.
   if (!accumulate_into && out.numel() > 0) fill(out, 0.0f);
   if (max_rows == 0 || H == 0) return;
   Tensor xs_all = empty({max_rows, H}), y_all = empty({max_rows, H});

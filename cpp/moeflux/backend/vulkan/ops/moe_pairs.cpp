@@ -11,6 +11,7 @@
 #include "moeflux/backend/cpu/tensor_access.h"
 #include "moeflux/backend/routing.h"
 #include "moeflux/backend/vulkan/device_expert_cache.h"
+#include "moeflux/backend/vulkan/ops/expert_table.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
 #include "params/moe_pairs.h"
@@ -23,33 +24,10 @@ constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert m
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
 
-// The QuantRows part of the parameters for a block of this form and shape (zeros for floats).
-void set_quant(params::MoePairParams& p, Dtype dtype, const format::QuantParams& quant, const Shape& shape) {
-  if (!format::is_quantized(dtype)) return;
-  const format::QuantLayout layout = format::quant_layout(shape, quant);
-  p.row_words = static_cast<std::uint32_t>(layout.row_bytes / 4);
-  p.groups = static_cast<std::uint32_t>(layout.groups_per_row);
-  p.group_size = static_cast<std::uint32_t>(quant.group_size);
-  p.scale_bf16 = quant.scale_dtype == Dtype::bf16 ? 1u : 0u;
-  p.s_first = static_cast<std::uint32_t>(layout.scales_offset / 2);
-  p.b_first = static_cast<std::uint32_t>(layout.biases_offset / 2);
-}
-
-std::array<std::uint32_t, 6> table_entry(const std::array<Tensor, 3>& blocks) {
-  std::array<std::uint32_t, 6> words{};
-  for (std::size_t r = 0; r < 3; ++r) {
-    const auto& storage = static_cast<const VulkanStorage&>(*blocks[r].storage());
-    const VkDeviceAddress address = storage.allocation().address();
-    words[2 * r] = static_cast<std::uint32_t>(address);
-    words[2 * r + 1] = static_cast<std::uint32_t>(address >> 32);
-  }
-  return words;
-}
-
 }  // namespace
 
-bool VulkanBackend::pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const {
-  if (routing.n_tokens > kPairMaxTokens || routing.k > kMaxK || experts.empty()) return false;
+bool VulkanBackend::experts_alike(std::span<const ExpertWeights> experts) const {
+  if (experts.empty()) return false;
   auto form_of = [&](const ExpertWeights& w) {
     ExpertForms f;
     f.role = {weight_form(w.gate, "moe_experts"), weight_form(w.up, "moe_experts"), weight_form(w.down, "moe_experts")};
@@ -59,12 +37,16 @@ bool VulkanBackend::pair_path_fits(const MoeRouting& routing, std::span<const Ex
   };
   const ExpertForms first = form_of(experts[0]);
   if (!pair_kernels_fit(first)) return false;
-  const auto same = stored_alike;
   return std::all_of(experts.begin(), experts.end(), [&](const ExpertWeights& w) {
     const ExpertForms f = form_of(w);
-    return f.gate_shape == first.gate_shape && f.down_shape == first.down_shape && same(f.role[0], first.role[0]) &&
-           same(f.role[1], first.role[1]) && same(f.role[2], first.role[2]);
+    return f.gate_shape == first.gate_shape && f.down_shape == first.down_shape &&
+           stored_alike(f.role[0], first.role[0]) && stored_alike(f.role[1], first.role[1]) &&
+           stored_alike(f.role[2], first.role[2]);
   });
+}
+
+bool VulkanBackend::pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const {
+  return routing.n_tokens <= kPairMaxTokens && routing.k <= kMaxK && experts_alike(experts);
 }
 
 bool VulkanBackend::stored_alike(const WeightForm& a, const WeightForm& b) {
@@ -124,7 +106,7 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   p.E = E;
   p.K = static_cast<std::uint32_t>(H);
   p.N = static_cast<std::uint32_t>(I);
-  set_quant(p, forms.role[0].dtype, forms.role[0].quant, forms.gate_shape);
+  set_quant_rows(p, forms.role[0].dtype, forms.role[0].quant, forms.gate_shape);
   ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding}, p,
                         {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
 
@@ -139,7 +121,7 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   q.K = static_cast<std::uint32_t>(I);
   q.N = static_cast<std::uint32_t>(H);
   q.accumulate = accumulate ? 1u : 0u;
-  set_quant(q, forms.role[2].dtype, forms.role[2].quant, forms.down_shape);
+  set_quant_rows(q, forms.role[2].dtype, forms.role[2].quant, forms.down_shape);
   ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
                         {groups_for(H, rows_per_group(down), dev, 0), groups_for(T, 1, dev, 1)});
 }

@@ -1,0 +1,161 @@
+// The routed experts of many tokens (prefill) in three dispatches per batch of experts, however
+// many experts the batch has: the (token, slot) pairs sorted by expert, each expert's rows padded
+// to whole 64-row tiles (moe_grouped with GATE_UP: act = silu(x gate^T) * (x up^T); then down), and
+// moe_combine, which adds each token's experts in ascending order into out. Each output element is
+// computed the same way whatever the batch holds, so batches give the bits of one call.
+#include <algorithm>
+#include <bit>
+#include <tuple>
+#include <vector>
+
+#include "moeflux/backend/vulkan/ops/expert_table.h"
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "params/moe_combine.h"
+#include "params/moe_grouped.h"
+
+namespace moeflux::backend::vk {
+namespace {
+
+constexpr std::int64_t kTile = 64;  // TILE of moe_grouped.comp
+constexpr std::uint32_t kNoRow = 0xFFFFFFFFu;
+
+// One batch's plans: for moe_grouped, tile experts then row tokens; for moe_combine, per token
+// its k rows (ascending expert, then slot; kNoRow for other batches' experts) then weight bits.
+struct BatchPlan {
+  std::vector<std::uint32_t> grouped, combine;
+  std::int64_t n_tiles = 0, rows = 0;
+};
+
+BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> batch_experts) {
+  const std::int64_t T = routing.n_tokens;
+  const auto k = static_cast<std::size_t>(routing.k);
+  std::vector<std::uint32_t> tiles, tokens;
+  std::vector<std::uint32_t> row_of(static_cast<std::size_t>(T) * k, kNoRow);
+  for (const std::int32_t e : batch_experts) {
+    const std::size_t first = tokens.size();
+    for (std::size_t s = 0; s < row_of.size(); ++s) {
+      if (routing.experts[s] != e) continue;
+      row_of[s] = static_cast<std::uint32_t>(tokens.size());
+      tokens.push_back(static_cast<std::uint32_t>(s / k));
+    }
+    if (tokens.size() == first) continue;
+    while (tokens.size() % kTile != 0) tokens.push_back(kNoRow);
+    tiles.insert(tiles.end(), (tokens.size() - first) / kTile, static_cast<std::uint32_t>(e));
+  }
+  BatchPlan plan;
+  plan.n_tiles = static_cast<std::int64_t>(tiles.size());
+  plan.rows = static_cast<std::int64_t>(tokens.size());
+  plan.grouped = std::move(tiles);
+  plan.grouped.insert(plan.grouped.end(), tokens.begin(), tokens.end());
+  plan.combine.assign(2 * row_of.size(), kNoRow);
+  std::vector<std::tuple<std::int32_t, std::size_t>> order;  // (expert, slot) of one token
+  for (std::int64_t t = 0; t < T; ++t) {
+    order.clear();
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t s = static_cast<std::size_t>(t) * k + j;
+      if (row_of[s] != kNoRow) order.emplace_back(routing.experts[s], s);
+    }
+    std::sort(order.begin(), order.end());
+    for (std::size_t j = 0; j < order.size(); ++j) {
+      const std::size_t s = std::get<1>(order[j]), at = static_cast<std::size_t>(t) * k + j;
+      plan.combine[at] = row_of[s];
+      plan.combine[row_of.size() + at] = std::bit_cast<std::uint32_t>(routing.weights[s]);
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
+bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routing,
+                                        std::span<const ExpertWeights> experts, Tensor& out, bool accumulate) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  const std::int64_t T = x.dim(0), H = x.dim(1), I = experts[0].gate.shape[0];
+  // The choice depends on the shapes alone, never on the batches (the same bits for any budget):
+  // x, out and one expert's rows must fit a binding; experts are then grouped so that rows do.
+  const auto usable = static_cast<std::int64_t>(dev.limits().max_storage_range - dev.limits().storage_alignment);
+  const std::int64_t row_bytes = std::max(H, I) * 4, max_rows = usable / row_bytes;
+  if (T * H * 4 > usable || T * routing.k + kTile > max_rows) return false;
+
+  ExpertForms forms;
+  forms.role = {weight_form(experts[0].gate, "moe_experts"), weight_form(experts[0].up, "moe_experts"),
+                weight_form(experts[0].down, "moe_experts")};
+  const std::string gate_up_name = variant("moe_grouped", forms.role[0].dtype) + "_gate_up";
+  const std::string down_name = variant("moe_grouped", forms.role[2].dtype) + "_down";
+  const Pipeline& gate_up = ctx.pipelines.get(gate_up_name);
+  const Pipeline& down = ctx.pipelines.get(down_name);
+  const Pipeline& combine = ctx.pipelines.get("moe_combine_f32");
+  const auto E = static_cast<std::uint32_t>(routing.unique.back()) + 1;
+
+  // Padded rows of each expert.
+  std::vector<std::int64_t> padded(experts.size(), 0);
+  for (std::size_t e = 0; e < experts.size(); ++e) {
+    const auto n = std::count(routing.experts.begin(), routing.experts.end(), routing.unique[e]);
+    padded[e] = (n + kTile - 1) / kTile * kTile;
+  }
+  std::int64_t rows_cap = 0;
+  const std::size_t batch = expert_batch(experts);
+  for (std::size_t b0 = 0; b0 < experts.size(); b0 += batch) {
+    std::int64_t rows = 0;
+    for (std::size_t e = b0; e < std::min(experts.size(), b0 + batch); ++e) rows += padded[e];
+    rows_cap = std::max(rows_cap, std::min(rows, max_rows));
+  }
+  Tensor act_all = empty({std::max<std::int64_t>(rows_cap, 1), I}), y_all = empty({std::max<std::int64_t>(rows_cap, 1), H});
+  bool written = accumulate;
+  for (std::size_t b0 = 0; b0 < experts.size();) {
+    // A device batch (every expert keeps its slot), cut where its rows would pass one binding.
+    std::size_t b1 = b0;
+    std::int64_t rows = 0;
+    while (b1 < std::min(experts.size(), b0 + batch) && rows + padded[b1] <= max_rows) rows += padded[b1++];
+    const BatchPlan plan = plan_batch(routing, routing.unique.subspan(b0, b1 - b0));
+    const std::size_t first = b0;
+    b0 = b1;
+    if (plan.rows == 0) continue;
+    const std::vector<std::array<Tensor, 3>> blocks = expert_tensors(experts.subspan(first, b1 - first));
+    std::vector<std::uint32_t> table(static_cast<std::size_t>(E) * 6, 0u);
+    for (std::size_t e = first; e < b1; ++e) {
+      const auto entry = table_entry(blocks[e - first]);
+      std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
+    }
+    // Staged after the uploads, which may submit the open batch (staging lives as long as its batch).
+    const Binding table_b = ctx.recorder.stage(std::as_bytes(std::span(table)));
+    const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
+    const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));
+    const Tensor act = act_all.rows(0, plan.rows), y = y_all.rows(0, plan.rows);
+    const Window xw = whole(x, dev), aw = whole(act, dev), yw = whole(y, dev), ow = whole(out, dev);
+
+    params::MoeGroupedParams g{};
+    g.in_offset = xw.first;
+    g.n_tiles = static_cast<std::uint32_t>(plan.n_tiles);
+    g.E = E;
+    g.K = static_cast<std::uint32_t>(H);
+    g.N = static_cast<std::uint32_t>(I);
+    g.out_offset = aw.first;
+    set_quant_rows(g, forms.role[0].dtype, forms.role[0].quant, experts[0].gate.shape);
+    ctx.recorder.dispatch(gate_up, {xw.binding, grouped_b, table_b}, {aw.binding}, g,
+                          {groups_for(I, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
+
+    params::MoeGroupedParams d{};
+    d.in_offset = aw.first;
+    d.n_tiles = g.n_tiles;
+    d.E = E;
+    d.K = static_cast<std::uint32_t>(I);
+    d.N = static_cast<std::uint32_t>(H);
+    d.out_offset = yw.first;
+    set_quant_rows(d, forms.role[2].dtype, forms.role[2].quant, experts[0].down.shape);
+    ctx.recorder.dispatch(down, {aw.binding, grouped_b, table_b}, {yw.binding}, d,
+                          {groups_for(H, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
+
+    const params::MoeCombineParams c{yw.first, 0, ow.first, static_cast<std::uint32_t>(T),
+                                     static_cast<std::uint32_t>(routing.k), static_cast<std::uint32_t>(H),
+                                     written ? 1u : 0u};
+    ctx.recorder.dispatch(combine, {yw.binding, combine_b}, {ow.binding}, c,
+                          {groups_for(H, combine.spec.local_size, dev, 0), groups_for(T, 1, dev, 1)});
+    written = true;
+  }
+  if (!written) fill(out, 0.0f);
+  return true;
+}
+
+}  // namespace moeflux::backend::vk
