@@ -2,7 +2,7 @@
 # One round of measurements on the GPU machine: build, check, then time the expert store on its disk,
 # CPU decode and Vulkan decode and prefill.
 # Usage (from the repository root, with the .deb bundle beside it):
-#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
+#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [SLICE=OFF|ON] [SLICE_LAYERS=4] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
 #     bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
 # Writes logs to $OUT (or ./bench-out) and prints the tables last.
 set -euo pipefail
@@ -67,4 +67,22 @@ if [ "${VULKAN:-ON}" = ON ]; then
   echo "== Vulkan (b): device budget 0.25, cold page cache, host budget all and min"
   python3 benchmarks/bench_decode.py "$model" --budgets all,min --backend vulkan --device-budget 0.25 --cold \
     --warmup ${WARMUP:-128} --tokens "$tokens" --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan.log"
+fi
+if [ "${SLICE:-OFF}" = ON ]; then
+  # Qwen3.5-397B-A17B layer slices (the real 3:1 mix): resident on the device, and streaming with a
+  # quarter of the experts on the device and the host tier at its minimum, from a cold page cache.
+  for bits in 4 2; do
+    slice=/tmp/moeflux-synth-q35-$bits-${SLICE_LAYERS:-4}
+    if [ ! -f "$slice/moeflux.json" ]; then
+      echo "== writing a ${SLICE_LAYERS:-4}-layer Qwen3.5-397B-A17B slice ($bits-bit experts, 8-bit dense)"
+      python3 benchmarks/synthetic_model.py "$slice" --shape qwen3.5-397b-a17b --layers ${SLICE_LAYERS:-4} \
+        --expert-bits $bits --dense-bits 8 > "$out/synth-q35-$bits.log"
+    fi
+    echo "== Qwen3.5-397B slice, $bits-bit experts: resident, then streaming"
+    python3 benchmarks/bench_decode.py "$slice" --budgets all --backend vulkan --device-budget all \
+      --warmup 16 --tokens 32 --prompt 128 | tee -a "$out/slice_vulkan.log"
+    python3 benchmarks/bench_decode.py "$slice" --budgets min --backend vulkan --device-budget 0.25 --cold \
+      --warmup 8 --tokens 16 --prompt 16 | tee -a "$out/slice_vulkan.log"
+    rm -rf "$slice"  # the disk holds one slice at a time beside the 30B-shaped model
+  done
 fi

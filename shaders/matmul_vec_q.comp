@@ -1,8 +1,8 @@
 #version 450
 // matmul_vec_q: y = x w^T for T <= MAX_T rows of x (decode), w quantized. A team takes one row of
 // w: a subgroup with USE_SUBGROUP (several rows per workgroup, no barriers), else the workgroup
-// (shared-memory reduction); lanes stride over K one 4-word chunk at a time for 8 and 4 bits
-// (common/dequant.glsl's wide path), else one dequant8 block at a time (coalesced words).
+// (shared-memory reduction); lanes stride over K four dequant8 blocks at a time (coalesced words,
+// four loads in flight), then one at a time.
 // Bindings: 0 x f32 [T, K], 1 q_words, 2 s_words, 3 b_words (uint), 4 y f32 [T, ldy].
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
 #include "common/types.glsl"
@@ -41,28 +41,21 @@ void main() {
   for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
     float acc[MAX_T];
     for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
-    uint first_block = 0;
-#ifdef DEQUANT_CHUNK
-    if (chunk_path(r)) {
-      for (uint c = lane; c < K / DEQUANT_CHUNK; c += TEAM_SIZE) {
-        float q[DEQUANT_CHUNK], scale, bias;
-        dequant_chunk(r, row, c, q, scale, bias);
-        for (uint t = 0; t < MAX_T; ++t) {
-          if (t >= p.T) break;
-          const uint xi = p.x_offset + t * K + c * DEQUANT_CHUNK;
-          float qx = 0.0, sx = 0.0;
-          for (uint i = 0; i < DEQUANT_CHUNK; ++i) {
-            const float xv = x[xi + i];
-            qx += q[i] * xv;
-            sx += xv;
-          }
-          acc[t] += scale * qx + bias * sx;
+    uint b = lane;
+    for (; b + 3 * TEAM_SIZE < blocks; b += 4 * TEAM_SIZE) {
+      float w[4][8];
+      dequant8x4(r, row, b, TEAM_SIZE, w);
+      for (uint t = 0; t < MAX_T; ++t) {
+        if (t >= p.T) break;
+        float s = 0.0;
+        for (uint j = 0; j < 4; ++j) {
+          const uint xi = p.x_offset + t * K + (b + j * TEAM_SIZE) * 8;
+          for (uint i = 0; i < 8; ++i) s += w[j][i] * x[xi + i];
         }
+        acc[t] += s;
       }
-      first_block = blocks;  // every block done
     }
-#endif
-    for (uint b = first_block + lane; b < blocks; b += TEAM_SIZE) {
+    for (; b < blocks; b += TEAM_SIZE) {
       float w[8];
       dequant8(r, row, b * 8, w);
       for (uint t = 0; t < MAX_T; ++t) {

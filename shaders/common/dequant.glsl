@@ -71,23 +71,10 @@ void dequant8(QuantRows r, uint row, uint col, out float v[8]) {
 #endif
 }
 
-// The wide path for Q_BITS 8 and 4: a chunk is 4 words (16 or 32 values, always within one group,
-// as groups are 32, 64 or 128 values), loaded as four independent reads; w . x over a chunk is
-// scale * (q . x) + bias * sum(x), summed in that order.
-#if Q_BITS == 8 || Q_BITS == 4
-#define DEQUANT_CHUNK (128 / Q_BITS)
-bool chunk_path(QuantRows r) { return (r.row_words & 3u) == 0; }  // rows of whole chunks
-// The q values of chunk c of `row` as floats, with the chunk's scale and bias.
-void dequant_chunk(QuantRows r, uint row, uint c, out float q[DEQUANT_CHUNK], out float scale, out float bias) {
-  const uint g = c * DEQUANT_CHUNK / r.group_size;
-  scale = dequant_scale(r, row, g);
-  bias = dequant_bias(r, row, g);
-  const uint at = r.q_first + row * r.row_words + c * 4;
-  const uint w[4] = uint[4](q_words[at], q_words[at + 1], q_words[at + 2], q_words[at + 3]);
-  for (uint j = 0; j < 4; ++j) {
-    for (uint i = 0; i < 32 / Q_BITS; ++i) q[j * (32 / Q_BITS) + i] = float((w[j] >> (Q_BITS * i)) & ((1u << Q_BITS) - 1u));
-  }
+// Blocks b, b + stride, b + 2 stride and b + 3 stride of `row` (each coalesced across a team
+// striding by one block): four independent loads in flight per invocation.
+void dequant8x4(QuantRows r, uint row, uint b, uint stride, out float v[4][8]) {
+  for (uint j = 0; j < 4; ++j) dequant8(r, row, (b + j * stride) * 8, v[j]);
 }
-#endif
 
 #endif

@@ -39,31 +39,23 @@ void use_block(uvec2 address) {
 #endif
 }
 
-// This lane's share of w[row] . vin[base, base + K): lanes stride over K (4-word chunks for 8 and
-// 4 bits, else blocks of 8, when quantized, K then being a multiple of 32; 4 values when float).
+// This lane's share of w[row] . vin[base, base + K): lanes stride over K (dequant8 blocks, four in
+// flight, when quantized, K then being a multiple of 32; four values at a time when float).
 float lane_dot(uint row, uint base) {
   const uint K = p.K;
   float acc = 0.0;
 #ifdef Q_BITS
   const QuantRows r = QuantRows(0, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
-  uint first_block = 0;
-#ifdef DEQUANT_CHUNK
-  if (chunk_path(r)) {
-    for (uint c = TEAM_LANE; c < K / DEQUANT_CHUNK; c += TEAM_SIZE) {
-      float q[DEQUANT_CHUNK], scale, bias;
-      dequant_chunk(r, row, c, q, scale, bias);
-      float qx = 0.0, sx = 0.0;
-      for (uint i = 0; i < DEQUANT_CHUNK; ++i) {
-        const float xv = vin[base + c * DEQUANT_CHUNK + i];
-        qx += q[i] * xv;
-        sx += xv;
-      }
-      acc += scale * qx + bias * sx;
+  uint b = TEAM_LANE;
+  for (; b + 3 * TEAM_SIZE < K / 8; b += 4 * TEAM_SIZE) {
+    float w[4][8];
+    dequant8x4(r, row, b, TEAM_SIZE, w);
+    for (uint j = 0; j < 4; ++j) {
+      const uint xi = base + (b + j * TEAM_SIZE) * 8;
+      for (uint i = 0; i < 8; ++i) acc += w[j][i] * vin[xi + i];
     }
-    first_block = K / 8;
   }
-#endif
-  for (uint b = first_block + TEAM_LANE; b < K / 8; b += TEAM_SIZE) {
+  for (; b < K / 8; b += TEAM_SIZE) {
     float w[8];
     dequant8(r, row, b * 8, w);
     float s = 0.0;
