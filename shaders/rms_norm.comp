@@ -12,21 +12,4 @@ layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { WEIGHT_T w[]; };
 layout(std430, binding = 2) writeonly buffer Out { float out_[]; };
 
-void main() {
-  const uint tid = gl_LocalInvocationID.x;
-  const uint C = p.row_len;
-  for (uint r = gl_WorkGroupID.x; r < p.n_rows; r += gl_NumWorkGroups.x) {
-    const uint xr = p.x_offset + r * C;
-    float sum[REDUCE_N];
-    sum[0] = 0.0;
-    for (uint c = tid; c < C; c += WG) sum[0] += x[xr + c] * x[xr + c];
-    workgroup_sums(sum);
-    const float inv_rms = 1.0 / sqrt(reduce_total[0] / float(C) + p.eps);
-    const uint outr = p.out_offset + r * C;
-    for (uint c = tid; c < C; c += WG) {
-      const float wc = weight_to_float(w[p.w_offset + c]);
-      out_[outr + c] = (x[xr + c] * inv_rms) * (p.zero_centered != 0 ? 1.0 + wc : wc);
-    }
-    barrier();  // in place: every x of this row is read before the next row's reduction writes
-  }
-}
+#include "common/rms_norm_rows.glsl"

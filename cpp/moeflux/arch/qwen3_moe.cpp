@@ -232,18 +232,18 @@ class Qwen3Moe : public Model {
     std::int64_t moe_index = 0;
     for (int L = 0; L < p_.n_layers; ++L) {
       const LayerWeights& w = layers_[static_cast<std::size_t>(L)];
-      b.rms_norm(x, w.input_norm, norm, h);
+      if (L == 0) b.rms_norm(x, w.input_norm, norm, h);  // later layers: fused into the add before
       attention_block(b, attention_config(L), w.attn, state.caches[static_cast<std::size_t>(L)], h, positions,
                       state.n_past, y);
-      b.add(x, y, x);
-      b.rms_norm(x, w.post_norm, norm, h);
+      b.add_rms_norm(x, y, w.post_norm, norm, h);
       if (!w.is_moe) {
         mlp_block(b, w.mlp, h, y);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, p_.shared_intermediate > 0};
         moe_block(b, *context_.store, moe, w.moe, h, y, moe_routing.layer(moe_index++));
       }
-      b.add(x, y, x);
+      if (L + 1 < p_.n_layers) b.add_rms_norm(x, y, layers_[static_cast<std::size_t>(L) + 1].input_norm, norm, h);
+      else b.add(x, y, x);
     }
 
     const std::int64_t n_out = options.logits == LogitsMode::all ? T : options.logits == LogitsMode::last ? 1 : 0;

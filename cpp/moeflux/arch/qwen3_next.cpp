@@ -326,22 +326,22 @@ class Qwen3Next : public Model {
     for (int L = 0; L < p_.n_layers; ++L) {
       const LayerWeights& w = layers_[static_cast<std::size_t>(L)];
       const auto l = static_cast<std::size_t>(L);
-      b.rms_norm(x, w.input_norm, norm, h);
+      if (L == 0) b.rms_norm(x, w.input_norm, norm, h);  // later layers: fused into the add before
       if (w.full_attention) {
         attention_block(b, attention_config(), w.attn, state.caches[l], h, positions, state.n_past, y);
       } else {
         copy_delta_net_state(b, state.n_past == 0 ? nullptr : &state.committed[l], state.working[l]);
         delta_net_block(b, p_.delta, w.delta, state.working[l], h, y);
       }
-      b.add(x, y, x);
-      b.rms_norm(x, w.post_norm, norm, h);
+      b.add_rms_norm(x, y, w.post_norm, norm, h);
       if (!w.is_moe) {
         mlp_block(b, w.mlp, h, y);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, true};
         moe_block(b, *context_.store, moe, w.moe, h, y, moe_routing.layer(moe_index++));
       }
-      b.add(x, y, x);
+      if (L + 1 < p_.n_layers) b.add_rms_norm(x, y, layers_[static_cast<std::size_t>(L) + 1].input_norm, norm, h);
+      else b.add(x, y, x);
     }
 
     const std::int64_t n_out = options.logits == LogitsMode::all ? T : options.logits == LogitsMode::last ? 1 : 0;

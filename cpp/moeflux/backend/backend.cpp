@@ -29,6 +29,11 @@ void Backend::route_softmax_topk(const Tensor& logits, const RouteOptions& optio
   upload(routing_to_tensor(experts, weights, options.k), routing);
 }
 
+void Backend::add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) {
+  add(x, y, x);
+  rms_norm(x, w, options, out);
+}
+
 void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&) {
   not_implemented("moe_experts_routed", *this);
 }

@@ -127,6 +127,9 @@ class Backend {
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out = a + b; same shapes (out may alias a or b)
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // x += y, then out = rms_norm(x) with w: a residual add and the next norm as one op (fused where
+  // the backend can; this default runs add then rms_norm). x, y, out [R, C], out distinct from x, y.
+  virtual void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out);
   // out = sigmoid(gate) * x with gate [T, G] broadcast over groups of C / G columns of x [T, C]
   virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
   // dst[t, blocks.dst_col + g * width + c] = src[t, g * group_stride + src_col + c]; src [T, ...]

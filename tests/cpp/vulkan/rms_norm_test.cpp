@@ -1,6 +1,6 @@
 // rms_norm on Vulkan against the CPU backend: every weight dtype and configuration, widths from 1
 // to past 4096 (below, at and above the subgroup and workgroup sizes), zero-centered weights,
-// per-head views and in-place use.
+// per-head views and in-place use; add_rms_norm (the residual add fused in front).
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -54,6 +54,29 @@ TEST_P(VulkanRmsNorm, NormalisesEachHeadOfARowView) {
   gpu_->rms_norm(bigg.tensor().rows(1, T), gpu_->resident(w.view()), options, outg.tensor());
   expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_norm heads");
   outg.expect_guards_intact("rms_norm heads");
+}
+
+TEST_P(VulkanRmsNorm, AddRmsNormUpdatesTheResidualAndNormalises) {
+  const OpCase c = GetParam();
+  unsigned seed = 300;
+  for (const std::int64_t C : {std::int64_t{1}, std::int64_t{65}, std::int64_t{4099}}) {
+    SCOPED_TRACE(util::concat("C=", C));
+    const std::int64_t R = 3;
+    const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), ++seed, -2.0f, 2.0f);
+    const std::vector<float> y = random_values(x.size(), ++seed, -2.0f, 2.0f);
+    const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), ++seed, -1.5f, 1.5f));
+    const backend::NormOptions options{.eps = 1e-6f, .zero_centered = true};
+    Guarded xc(*cpu_, {R, C}, x), yc(*cpu_, {R, C}, y), outc(*cpu_, {R, C});
+    Tensor xct = xc.tensor();
+    cpu_->add_rms_norm(xct, yc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
+    Guarded xg(*gpu_, {R, C}, x), yg(*gpu_, {R, C}, y), outg(*gpu_, {R, C});
+    Tensor xgt = xg.tensor();
+    gpu_->add_rms_norm(xgt, yg.tensor(), gpu_->resident(w.view()), options, outg.tensor());
+    expect_same_bits(xg.values(), xc.values(), "the residual x + y");  // one float addition each
+    expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
+    xg.expect_guards_intact("add_rms_norm x");
+    outg.expect_guards_intact("add_rms_norm out");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,

@@ -43,6 +43,7 @@ using namespace params;
 constexpr ShaderSpec kShaders[] = {
     {"embedding", 3, sizeof(EmbeddingParams), 256},
     {"rms_norm", 3, sizeof(RmsNormParams), 256},
+    {"add_rms_norm", 4, sizeof(RmsNormParams), 256},
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
     {"matmul_tiled", 3, sizeof(MatmulParams), 256},
     {"rope", 2, sizeof(RopeParams), 256},

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "moeflux/backend/vulkan/check.h"
 #include "moeflux/backend/vulkan/structs.h"
@@ -21,6 +22,10 @@ constexpr std::size_t kMaxTracked = 256;                  // spans tracked befor
 constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
 // Submit after this many dispatches, so the GPU starts while the host records the rest.
 constexpr std::uint32_t kFlushDispatches = 96;
+
+constexpr std::size_t kCopyPiece = 512u << 10;  // bytes per thread of a staging copy, at least
+
+int copy_threads() { return static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u)); }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -57,7 +62,7 @@ struct Recorder::TransferBatch {
 };
 
 Recorder::Recorder(Device& device, Memory& memory, bool profile)
-    : device_(device), memory_(memory), profiler_(device, profile) {
+    : device_(device), memory_(memory), profiler_(device, profile), copy_pool_(copy_threads()) {
   const VkDevice d = device.handle();
   auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
@@ -249,7 +254,7 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
     const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, src.size() - done);
     Batch& batch = open();
     const Allocation s = staging(batch, n);
-    std::memcpy(s.mapped(), src.data() + done, n);
+    copy_to_staging(s.mapped(), src.data() + done, n);
     const Binding from{s.block, s.offset, n}, to{dst.block, dst.offset + done, n};
     track(std::span(&from, 1), std::span(&to, 1));
     const VkBufferCopy region{s.offset, dst.offset + done, n};
@@ -265,6 +270,20 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
       in_flight -= in_flight_[i]->staging_bytes;
     }
   }
+}
+
+void Recorder::copy_to_staging(std::byte* dst, const std::byte* src, std::size_t n) {
+  const auto pieces = static_cast<std::int64_t>(std::min<std::size_t>(static_cast<std::size_t>(copy_pool_.size()),
+                                                                       std::max<std::size_t>(1, n / kCopyPiece)));
+  if (pieces <= 1) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  const std::size_t step = (n + static_cast<std::size_t>(pieces) - 1) / static_cast<std::size_t>(pieces);
+  copy_pool_.run(pieces, [&](std::int64_t i, int) {
+    const std::size_t begin = static_cast<std::size_t>(i) * step;
+    if (begin < n) std::memcpy(dst + begin, src + begin, std::min(step, n - begin));
+  });
 }
 
 void Recorder::copy(const Binding& src, const Binding& dst) {
@@ -312,7 +331,7 @@ void Recorder::upload_transfer(std::span<const std::byte> src, const Binding& ds
     const Allocation s = memory_.allocate(MemoryKind::staging, n, "staging");
     batch.staging.push_back(s);
     batch.staging_bytes += s.size;
-    std::memcpy(s.mapped(), src.data() + done, n);
+    copy_to_staging(s.mapped(), src.data() + done, n);
     const VkBufferCopy region{s.offset, dst.offset + done, n};
     vkCmdCopyBuffer(batch.cmd, s.block->buffer, dst.block->buffer, 1, &region);
     done += n;

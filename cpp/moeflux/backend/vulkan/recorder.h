@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "moeflux/backend/cpu/thread_pool.h"
 #include "moeflux/backend/vulkan/device.h"
 #include "moeflux/backend/vulkan/memory.h"
 #include "moeflux/backend/vulkan/pipelines.h"
@@ -119,6 +120,9 @@ class Recorder {
   std::vector<Span> reads_since_barrier_, writes_since_barrier_;
   std::uint64_t dispatches_ = 0, barriers_ = 0;
   Profiler profiler_;
+  // Copies host bytes into staging with several threads (one core does not reach memory bandwidth).
+  void copy_to_staging(std::byte* dst, const std::byte* src, std::size_t n);
+  cpu::ThreadPool copy_pool_;
   struct Counters {
     std::uint64_t dispatches = 0, barriers = 0, submits = 0;
     double record_seconds = 0.0, wait_seconds = 0.0;

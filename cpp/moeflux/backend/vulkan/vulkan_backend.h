@@ -45,6 +45,7 @@ class VulkanBackend final : public Backend {
                  const AttentionOptions& options, Tensor& out) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
