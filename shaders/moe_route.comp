@@ -1,8 +1,9 @@
 #version 450
 // moe_route: per token, p = softmax(logits) (max subtracted, exp, divided by the sum), then k
 // rounds of arg-max over p (ties to the lower expert), the chosen p divided by their sum when
-// normalizing: the router of transformers' Qwen MoE blocks. One workgroup per token; the sums
-// are shared-memory trees, so the result does not depend on timing.
+// normalizing: the router of transformers' Qwen MoE blocks. One workgroup per token; sums and
+// arg-max through subgroup arithmetic (USE_SUBGROUP) or shared-memory trees, in a fixed order, so
+// the result does not depend on timing.
 // Bindings: 0 logits f32 [T, E], 1 routing uint [T, 2k] (expert ids, then weight bits).
 #include "common/types.glsl"
 #include "common/grid.glsl"
@@ -17,6 +18,10 @@ shared float probs[MAX_E];
 shared float tree_v[WG];
 shared uint tree_i[WG];
 shared uint chosen_e[MAX_K];
+#ifdef USE_SUBGROUP
+shared float sg_v[WG];  // one entry per subgroup
+shared uint sg_i[WG];
+#endif
 shared float chosen_p[MAX_K];
 
 // tree_v[0] = max (op 0) or sum (op 1) of tree_v over the workgroup.
@@ -29,25 +34,77 @@ void tree_reduce(uint op) {
   }
 }
 
+#ifdef USE_SUBGROUP
+// The workgroup's max (op 0) or sum (op 1) of v: subgroup arithmetic, then the subgroups' results.
+float reduce_value(float v, uint op) {
+  const float r = op == 0 ? subgroupMax(v) : subgroupAdd(v);
+  if (subgroupElect()) sg_v[gl_SubgroupID] = r;
+  barrier();
+  float total = sg_v[0];
+  for (uint i = 1; i < gl_NumSubgroups; ++i) total = op == 0 ? max(total, sg_v[i]) : total + sg_v[i];
+  barrier();
+  return total;
+}
+
+// The workgroup's best (largest v, then lowest i) into tree_v[0], tree_i[0].
+void reduce_best(float v, uint i) {
+  const float m = subgroupMax(v);
+  const uint at = subgroupMin(v == m ? i : 0xFFFFFFFFu);
+  if (subgroupElect()) {
+    sg_v[gl_SubgroupID] = m;
+    sg_i[gl_SubgroupID] = at;
+  }
+  barrier();
+  if (gl_LocalInvocationID.x == 0) {
+    float bv = sg_v[0];
+    uint bi = sg_i[0];
+    for (uint s = 1; s < gl_NumSubgroups; ++s) {
+      if (sg_v[s] > bv || (sg_v[s] == bv && sg_i[s] < bi)) bv = sg_v[s], bi = sg_i[s];
+    }
+    tree_v[0] = bv;
+    tree_i[0] = bi;
+  }
+  barrier();
+}
+#else
+float reduce_value(float v, uint op) {
+  tree_v[gl_LocalInvocationID.x] = v;
+  tree_reduce(op);
+  const float total = tree_v[0];
+  barrier();
+  return total;
+}
+
+void reduce_best(float v, uint i) {
+  const uint tid = gl_LocalInvocationID.x;
+  tree_v[tid] = v;
+  tree_i[tid] = i;
+  barrier();
+  for (uint stride = WG / 2; stride > 0; stride >>= 1) {
+    if (tid < stride) {
+      const float o = tree_v[tid + stride];
+      const uint oi = tree_i[tid + stride];
+      if (o > tree_v[tid] || (o == tree_v[tid] && oi < tree_i[tid])) tree_v[tid] = o, tree_i[tid] = oi;
+    }
+    barrier();
+  }
+}
+#endif
+
 void main() {
   const uint tid = gl_LocalInvocationID.x, E = p.E, k = p.k;
   for (uint t = gl_WorkGroupID.x; t < p.T; t += gl_NumWorkGroups.x) {
     const uint row = p.logits_offset + t * E;
     float m = uintBitsToFloat(0xFF800000u);  // -inf
     for (uint e = tid; e < E; e += WG) m = max(m, logits[row + e]);
-    tree_v[tid] = m;
-    tree_reduce(0);
-    const float top = tree_v[0];
-    barrier();
+    const float top = reduce_value(m, 0);
     float s = 0.0;
     for (uint e = tid; e < E; e += WG) {
       const float v = exp(logits[row + e] - top);
       probs[e] = v;
       s += v;
     }
-    tree_v[tid] = s;
-    tree_reduce(1);
-    const float sum = tree_v[0];
+    const float sum = reduce_value(s, 1);
     for (uint e = tid; e < E; e += WG) probs[e] = probs[e] / sum;
     barrier();
     for (uint j = 0; j < k; ++j) {
@@ -56,17 +113,7 @@ void main() {
       for (uint e = tid; e < E; e += WG) {
         if (probs[e] > best) best = probs[e], best_e = e;  // ascending e: ties keep the lower
       }
-      tree_v[tid] = best;
-      tree_i[tid] = best_e;
-      barrier();
-      for (uint stride = WG / 2; stride > 0; stride >>= 1) {
-        if (tid < stride) {
-          const float v = tree_v[tid + stride];
-          const uint i = tree_i[tid + stride];
-          if (v > tree_v[tid] || (v == tree_v[tid] && i < tree_i[tid])) tree_v[tid] = v, tree_i[tid] = i;
-        }
-        barrier();
-      }
+      reduce_best(best, best_e);
       if (tid == 0) {
         chosen_e[j] = tree_i[0];
         chosen_p[j] = tree_v[0];

@@ -74,7 +74,7 @@ void VulkanBackend::route_softmax_topk(const Tensor& logits, const RouteOptions&
     return;
   }
   if (T == 0) return;
-  const Pipeline& pipeline = ctx.pipelines.get("moe_route_f32");
+  const Pipeline& pipeline = ctx.pipelines.get(dev.features().subgroup_arithmetic ? "moe_route_f32_sg" : "moe_route_f32");
   const Window lw = whole(logits, dev), rw = whole(routing, dev);
   const params::MoeRouteParams p{lw.first, rw.first, static_cast<std::uint32_t>(T), static_cast<std::uint32_t>(E),
                                  static_cast<std::uint32_t>(options.k), options.normalize ? 1u : 0u};
