@@ -29,6 +29,28 @@ void Backend::route_softmax_topk(const Tensor& logits, const RouteOptions& optio
   upload(routing_to_tensor(experts, weights, options.k), routing);
 }
 
+void Backend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
+                               const NormOptions& norm, std::span<const std::int32_t> positions,
+                               const RopeOptions& rope_options, Tensor& k_cache, Tensor& v_cache,
+                               std::int64_t first_row) {
+  MF_CHECK(q.rank() == 3 && k.rank() == 3 && q.dim(0) == k.dim(0) && q.dim(2) == k.dim(2), ShapeError,
+           "[attention_inputs] q ", format::shape_string(q.shape()), " and k ", format::shape_string(k.shape()),
+           " must be [T, heads, D] with the same T and D");
+  const std::int64_t T = q.dim(0), D = q.dim(2);
+  if (q_norm.defined()) {
+    Tensor q_heads = q.view({T * q.dim(1), D});
+    rms_norm(q_heads, q_norm, norm, q_heads);
+  }
+  if (k_norm.defined()) {
+    Tensor k_heads = k.view({T * k.dim(1), D});
+    rms_norm(k_heads, k_norm, norm, k_heads);
+  }
+  rope(q, positions, rope_options);
+  rope(k, positions, rope_options);
+  write_rows(k.view({T, k.dim(1) * D}), k_cache, first_row);
+  write_rows(v, v_cache, first_row);
+}
+
 void Backend::add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) {
   add(x, y, x);
   rms_norm(x, w, options, out);

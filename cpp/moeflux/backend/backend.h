@@ -119,6 +119,14 @@ class Backend {
   virtual void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) = 0;
   // dst rows [first_row, first_row + T) = src; src [T, C], dst [capacity, C]
   virtual void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) = 0;
+  // A layer's attention inputs in one op (fused where the backend can; this default runs the ops
+  // one by one): q [T, nh, D] and k [T, nkv, D] normalised per head with q_norm, k_norm ([D];
+  // skipped when undefined) and rotated at `positions`, then k and v ([T, nkv * Dv]) written into
+  // rows [first_row, first_row + T) of k_cache [capacity, nkv * D] and v_cache [capacity, nkv * Dv].
+  // q is updated in place; k may be.
+  virtual void attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
+                                const NormOptions& norm, std::span<const std::int32_t> positions,
+                                const RopeOptions& rope, Tensor& k_cache, Tensor& v_cache, std::int64_t first_row);
   // Causal attention with grouped KV heads (head h uses KV head h / (nh / nkv)).
   // q [T, nh, D], k_cache [capacity, nkv, D], v_cache [capacity, nkv, Dv], out [T, nh, Dv]
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

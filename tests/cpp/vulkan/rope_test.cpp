@@ -1,5 +1,7 @@
 // rope on Vulkan against the CPU backend: full and partial rotary dimensions, odd head sizes,
-// positions far past 2 pi (where GPU sin/cos would drift), YaRN scaling, a row view, all configs.
+// positions far past 2 pi (where GPU sin/cos would drift), YaRN scaling, a row view, all configs;
+// attention_inputs, the fused norm + rope + cache write.
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -53,6 +55,54 @@ TEST_P(VulkanRope, MatchesCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRope, ::testing::ValuesIn(op_cases()), op_case_name);
+
+// attention_inputs (norm, rope and cache writes in one dispatch) against the CPU's op-by-op default:
+// norms of every dtype (plain and zero-centered) or none, full and partial rotary, the cache rows
+// written at an offset and every other row untouched (poisoned caches compared whole).
+class VulkanAttentionInputs : public VulkanParamTest<OpCase> {};
+
+TEST_P(VulkanAttentionInputs, MatchesTheOpByOpDefault) {
+  const std::int64_t nh = 4, nkv = 2, D = 64, capacity = 12, first_row = 3;
+  unsigned seed = 700;
+  for (const std::int64_t T : {std::int64_t{1}, std::int64_t{5}}) {
+    for (const int rotary_dim : {64, 32}) {
+      for (const int norm_kind : {0, 1, 2}) {  // none, w, (1 + w)
+        SCOPED_TRACE(util::concat("T=", T, " rotary_dim=", rotary_dim, " norm=", norm_kind));
+        backend::RopeOptions rope{.rotary_dim = rotary_dim, .inv_freq = {}, .attention_scaling = 1.0f};
+        for (int j = 0; j < rotary_dim / 2; ++j)
+          rope.inv_freq.push_back(std::pow(1.0e4f, -2.0f * static_cast<float>(j) / static_cast<float>(rotary_dim)));
+        std::vector<std::int32_t> positions(static_cast<std::size_t>(T));
+        for (std::int64_t t = 0; t < T; ++t) positions[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(first_row + t);
+        const auto q = random_values(static_cast<std::size_t>(T * nh * D), ++seed);
+        const auto k = random_values(static_cast<std::size_t>(T * nkv * D), ++seed);
+        const auto v = random_values(static_cast<std::size_t>(T * nkv * D), ++seed);
+        const auto poison = random_values(static_cast<std::size_t>(capacity * nkv * D), ++seed);
+        const StoredWeight qn(GetParam().dtype, {D}, random_values(static_cast<std::size_t>(D), ++seed, -1.5f, 1.5f));
+        const StoredWeight kn(GetParam().dtype, {D}, random_values(static_cast<std::size_t>(D), ++seed, -1.5f, 1.5f));
+        const backend::NormOptions norm{.eps = 1e-6f, .zero_centered = norm_kind == 2};
+        auto run = [&](Backend& b) {
+          Guarded qt(b, {T, nh, D}, q), kt(b, {T, nkv, D}, k), vt(b, {T, nkv * D}, v);
+          Guarded kc(b, {capacity, nkv * D}, poison), vc(b, {capacity, nkv * D}, poison);
+          const Tensor qw = norm_kind ? b.resident(qn.view()) : Tensor(), kw = norm_kind ? b.resident(kn.view()) : Tensor();
+          Tensor q3 = qt.tensor(), k3 = kt.tensor(), kct = kc.tensor(), vct = vc.tensor();
+          b.attention_inputs(q3, k3, vt.tensor(), qw, kw, norm, positions, rope, kct, vct, first_row);
+          kc.expect_guards_intact("k cache");
+          vc.expect_guards_intact("v cache");
+          qt.expect_guards_intact("q");
+          return std::array<std::vector<float>, 3>{qt.values(), kc.values(), vc.values()};
+        };
+        const auto want = run(*cpu_);
+        const auto got = run(*gpu_);
+        expect_near_cpu(got[0], want[0], std::vector<double>(want[0].size(), 8.0), kRtol, "q");
+        expect_near_cpu(got[1], want[1], std::vector<double>(want[1].size(), 8.0), kRtol, "k cache");
+        expect_same_bits(got[2], want[2], "v cache");
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanAttentionInputs,
+                         ::testing::ValuesIn(op_cases({format::Dtype::f32, format::Dtype::bf16})), op_case_name);
 
 }  // namespace
 }  // namespace moeflux::test

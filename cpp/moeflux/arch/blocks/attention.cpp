@@ -58,21 +58,12 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   backend.matmul(x, weights.k_proj, k);
   backend.matmul(x, weights.v_proj, v);
 
-  Tensor q_heads = q.view({T * nh, D});
-  Tensor k_heads = k.view({T * nkv, D});
-  if (config.qk_norm) {
-    const backend::NormOptions norm{config.norm_eps, config.zero_centered_qk_norm};
-    backend.rms_norm(q_heads, weights.q_norm, norm, q_heads);
-    backend.rms_norm(k_heads, weights.k_norm, norm, k_heads);
-  }
   Tensor q3 = q.view({T, nh, D});
   Tensor k3 = k.view({T, nkv, D});
-  backend.rope(q3, positions, config.rope);
-  backend.rope(k3, positions, config.rope);
-
   reserve_kv_cache(backend, config, cache, n_past + T, n_past);
-  backend.write_rows(k, cache.k, n_past);
-  backend.write_rows(v, cache.v, n_past);
+  const backend::NormOptions norm{config.norm_eps, config.zero_centered_qk_norm};
+  backend.attention_inputs(q3, k3, v, config.qk_norm ? weights.q_norm : Tensor(), config.qk_norm ? weights.k_norm : Tensor(),
+                           norm, positions, config.rope, cache.k, cache.v, n_past);
 
   Tensor attn = backend.empty({T, nh, D});
   backend::AttentionOptions options;

@@ -10,6 +10,7 @@
 #include "moeflux/util/error.h"
 #include "params/add.h"
 #include "params/attention.h"
+#include "params/attention_inputs.h"
 #include "params/attention_combine.h"
 #include "params/causal_conv1d.h"
 #include "params/copy_column_blocks.h"
@@ -47,6 +48,7 @@ constexpr ShaderSpec kShaders[] = {
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
     {"matmul_tiled", 3, sizeof(MatmulParams), 256},
     {"rope", 2, sizeof(RopeParams), 256},
+    {"attention_inputs", 8, sizeof(AttentionInputsParams), 64},
     {"write_rows", 2, sizeof(WriteRowsParams), 256},
     {"swiglu", 3, sizeof(SwigluParams), 256},
     {"add", 3, sizeof(AddParams), 256},

@@ -41,6 +41,9 @@ class VulkanBackend final : public Backend {
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
   void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
   void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
+  void attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
+                        const NormOptions& norm, std::span<const std::int32_t> positions, const RopeOptions& rope,
+                        Tensor& k_cache, Tensor& v_cache, std::int64_t first_row) override;
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                  const AttentionOptions& options, Tensor& out) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
