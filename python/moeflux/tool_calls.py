@@ -2,14 +2,17 @@
 
 A parser takes text as it arrives and returns events: plain text, finished tool calls, and
 malformed calls handed back as text with a flag (never an exception in the middle of a stream).
-Families differ only in how a call is written; ``TaggedJsonParser`` covers the Qwen style,
-``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``. Another family's format is a class
-with ``feed`` and ``finish`` registered in ``PARSERS`` under its config.json model_type.
+Families differ only in how a call is written; ``TaggedCallParser`` covers the Qwen families:
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Qwen2/3, Hermes) and the XML body
+``<tool_call><function=NAME><parameter=P>value</parameter>...</function></tool_call>`` of the
+Qwen3.5 and Qwen3-Coder templates. Another family's format is a class with ``feed`` and
+``finish`` registered in ``PARSERS`` under its config.json model_type.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,8 +62,57 @@ def _held_prefix(text: str, tag: str) -> int:
     return 0
 
 
-class TaggedJsonParser:
-    """Calls written as ``<open>{"name": ..., "arguments": ...}<close>`` (Qwen, Hermes)."""
+_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*)</function>", re.S)
+_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.S)
+
+
+def _json_body(body: str) -> tuple[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    return value["name"], arguments
+
+
+def _parameter_value(text: str) -> Any:
+    """A parameter's text, one newline trimmed at each end (as the templates write it): JSON where
+    it parses as JSON (numbers, booleans, objects, lists), else the text itself."""
+    text = text[1:] if text.startswith("\n") else text
+    text = text[:-1] if text.endswith("\n") else text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _xml_body(body: str) -> tuple[str, Any] | None:
+    match = _FUNCTION.fullmatch(body)
+    if match is None or not match.group(1).strip():
+        return None
+    arguments: dict[str, Any] = {}
+    rest = match.group(2)
+    end = 0
+    for parameter in _PARAMETER.finditer(rest):
+        if rest[end : parameter.start()].strip():  # text between parameters: not this format
+            return None
+        arguments[parameter.group(1).strip()] = _parameter_value(parameter.group(2))
+        end = parameter.end()
+    if rest[end:].strip():
+        return None
+    return match.group(1).strip(), arguments
+
+
+class TaggedCallParser:
+    """Calls between ``<open>`` and ``<close>`` tags, their body JSON (``{"name": ..., "arguments":
+    ...}``) or XML (``<function=NAME><parameter=P>value</parameter>...</function>``)."""
 
     def __init__(self, open_tag: str = "<tool_call>", close_tag: str = "</tool_call>") -> None:
         self.open_tag, self.close_tag = open_tag, close_tag
@@ -69,19 +121,10 @@ class TaggedJsonParser:
         self._count = 0
 
     def _call(self, body: str) -> ToolCall | None:
-        try:
-            value = json.loads(body)
-        except ValueError:
+        parsed = _json_body(body) if body.startswith("{") else _xml_body(body)
+        if parsed is None:
             return None
-        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-            return None
-        arguments = value.get("arguments", value.get("parameters", {}))
-        if isinstance(arguments, str):  # some models write the arguments as a JSON string
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                return None
-        call = ToolCall(value["name"], arguments, raw=self.open_tag + body + self.close_tag, id=f"call_{self._count}")
+        call = ToolCall(parsed[0], parsed[1], raw=self.open_tag + body + self.close_tag, id=f"call_{self._count}")
         self._count += 1
         return call
 
@@ -127,14 +170,16 @@ class TaggedJsonParser:
 
 # config.json model_type -> a parser factory; families not listed use the Qwen style.
 PARSERS: dict[str, Callable[[], ToolCallParser]] = {
-    "qwen3_moe": TaggedJsonParser,
-    "qwen2_moe": TaggedJsonParser,
-    "qwen3_next": TaggedJsonParser,
+    "qwen3_moe": TaggedCallParser,
+    "qwen2_moe": TaggedCallParser,
+    "qwen3_next": TaggedCallParser,
+    "qwen3_5_moe": TaggedCallParser,
+    "qwen3_5_moe_text": TaggedCallParser,
 }
 
 
 def parser_for(model_type: str) -> ToolCallParser:
-    return PARSERS.get(model_type, TaggedJsonParser)()
+    return PARSERS.get(model_type, TaggedCallParser)()
 
 
 def parse_tool_calls(text: str, model_type: str = "qwen3_moe") -> ParseEvents:

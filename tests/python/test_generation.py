@@ -10,7 +10,7 @@ import pytest
 import chat_models
 import moeflux
 from moeflux.generation import Stream
-from moeflux.tool_calls import TaggedJsonParser, parse_tool_calls
+from moeflux.tool_calls import TaggedCallParser, parse_tool_calls
 
 USER = [{"role": "user", "content": "Weather in Paris?"}]
 
@@ -101,7 +101,7 @@ def test_generate_with_tools_renders_them(model):
 def _stream_text(model, text: str) -> moeflux.Completion:
     """Runs `text`'s tokens through the streaming pipeline, as if the model had generated them."""
     ids = model.tokenize(text).tolist()
-    return Stream(iter(ids), model.tokenizer.stream_decoder(), TaggedJsonParser(), [], 0).collect()
+    return Stream(iter(ids), model.tokenizer.stream_decoder(), TaggedCallParser(), [], 0).collect()
 
 
 def test_tool_calls_are_parsed_from_the_stream(model):
@@ -128,9 +128,33 @@ def test_the_parser_gives_the_same_result_however_the_text_is_split():
     assert [(c.name, c.arguments) for c in whole.tool_calls] == [("f", {"x": 1}), ("g", {})]
     assert whole.text == "a <tool_  b "
     for step in (1, 2, 5):
-        parser = TaggedJsonParser()
+        parser = TaggedCallParser()
         out = parser.feed("")
         for i in range(0, len(text), step):
             out.extend(parser.feed(text[i : i + step]))
         out.extend(parser.finish())
         assert (out.text, out.tool_calls) == (whole.text, whole.tool_calls)
+
+
+def test_the_xml_calls_of_the_qwen3_5_templates_are_parsed():
+    call = (
+        "<tool_call>\n<function=get_weather>\n<parameter=city>\nZürich\n</parameter>\n"
+        '<parameter=days>\n3\n</parameter>\n<parameter=units>\n{"temp": "C"}\n</parameter>\n</function>\n</tool_call>'
+    )
+    text = "Let me look. " + call + " done"
+    whole = parse_tool_calls(text, "qwen3_5_moe")
+    assert [(c.name, c.arguments) for c in whole.tool_calls] == [
+        ("get_weather", {"city": "Zürich", "days": 3, "units": {"temp": "C"}})
+    ]
+    assert whole.text == "Let me look.  done" and not whole.malformed
+    for step in (1, 3, 7):  # the same however the stream splits it
+        parser = TaggedCallParser()
+        out = parser.feed("")
+        for i in range(0, len(text), step):
+            out.extend(parser.feed(text[i : i + step]))
+        out.extend(parser.finish())
+        assert (out.text, out.tool_calls) == (whole.text, whole.tool_calls)
+    # A body that is neither JSON nor a complete function comes back as text, flagged.
+    bad = "<tool_call>\n<function=f>\n<parameter=x>\n1\n</parameter>\nstray</function>\n</tool_call>"
+    events = parse_tool_calls(bad, "qwen3_5_moe_text")
+    assert events.tool_calls == [] and events.malformed == [bad] and events.text == bad
