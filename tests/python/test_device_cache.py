@@ -127,3 +127,22 @@ def test_cpu_backend_has_no_device_tier(packed):
     out = subprocess.run([sys.executable, "-m", "moeflux.cli", "info", str(path)], capture_output=True, text=True,
                          check=True).stdout
     assert "device cache   none" in out, out
+
+
+def test_recorder_counters_and_the_gpu_profile_in_stats(packed, monkeypatch):
+    path = packed(NAMES[0])
+    ids = prompt(vulkan(path).info["vocab_size"])
+    plain = vulkan(path)
+    plain.forward(ids)
+    s = plain.stats()
+    assert s["vk_dispatches"] > 0 and s["vk_submits"] > 0 and s["vk_wait_seconds"] > 0
+    assert not any(key.startswith("gpu_seconds.") for key in s)  # profiling is off by default
+    monkeypatch.setenv("MOEFLUX_VULKAN_PROFILE", "1")
+    profiled = vulkan(path)
+    np.testing.assert_array_equal(profiled.forward(ids), vulkan(path).forward(ids))  # timestamps change nothing
+    gpu = {k: v for k, v in profiled.stats().items() if k.startswith("gpu_seconds.")}
+    # every kernel of a Qwen3-MoE prefill step has its time (timestamps after each command)
+    assert {"gpu_seconds.matmul_tiled", "gpu_seconds.moe_route", "gpu_seconds.attention_inputs"} <= set(gpu)
+    assert all(v >= 0 for v in gpu.values()) and sum(gpu.values()) > 0
+    profiled.reset_stats()
+    assert not any(k.startswith("gpu_seconds.") for k in profiled.stats())
