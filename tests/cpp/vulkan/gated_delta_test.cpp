@@ -99,10 +99,11 @@ TEST_P(VulkanGatedDelta, DeltaRuleGatesMatchCpu) {
                            gc.tensor(), betac.tensor());
     gpu_->delta_rule_gates(ag.tensor(), bg.tensor(), gpu_->resident(a_log.view()), gpu_->resident(dt_bias.view()),
                            gg.tensor(), betag.tensor());
-    // exp and log of another library (GLSL allows exp 3 + 2|x| ulps). g's error counts against 1:
-    // it decays the state by exp(g), so a relative error of g far below 1 changes nothing.
+    // exp and log of another library (GLSL allows exp 3 + 2|x| ulps; NVIDIA's log near 1 errs by
+    // about 2e-6 absolute). g's error counts against 1: it decays the state by exp(g), so a
+    // relative error of g far below 1 changes nothing.
     const Floats want_g = gc.values();
-    expect_near_cpu(gg.values(), want_g, floor_scale(want_g, 1.0), 2e-6, "delta_rule_gates g");
+    expect_near_cpu(gg.values(), want_g, floor_scale(want_g, 1.0), 1e-5, "delta_rule_gates g");
     expect_near_cpu(betag.values(), betac.values(), 2e-6, "delta_rule_gates beta");
     gg.expect_guards_intact("delta_rule_gates g");
     betag.expect_guards_intact("delta_rule_gates beta");

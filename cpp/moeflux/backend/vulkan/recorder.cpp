@@ -286,6 +286,16 @@ void Recorder::copy_to_staging(std::byte* dst, const std::byte* src, std::size_t
   });
 }
 
+void Recorder::barrier() {
+  Batch& batch = open();
+  memory_barrier(batch.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                 VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                     VK_ACCESS_TRANSFER_WRITE_BIT);
+  reads_since_barrier_.clear();
+  writes_since_barrier_.clear();
+  ++barriers_;
+}
+
 void Recorder::copy(const Binding& src, const Binding& dst) {
   MF_ASSERT(src.range == dst.range && src.offset + src.range <= src.block->size &&
                 dst.offset + dst.range <= dst.block->size,
