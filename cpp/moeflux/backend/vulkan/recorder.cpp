@@ -105,6 +105,7 @@ Recorder::~Recorder() {
     for (const Allocation& a : b.staging) memory_.free(a);
   };
   if (transfer_open_) destroy_transfer(*transfer_open_);
+  for (const Allocation& a : staged_) memory_.free(a);
   for (auto& b : transfers_in_flight_) destroy_transfer(*b);
   vkDestroySemaphore(d, timeline_, nullptr);
   vkDestroySemaphore(d, transfer_timeline_, nullptr);
@@ -242,9 +243,26 @@ Allocation Recorder::staging(Batch& batch, VkDeviceSize size) {
 }
 
 Binding Recorder::stage(std::span<const std::byte> bytes) {
-  const Allocation a = staging(open(), bytes.size());
+  if (staged_bytes_ > kMaxStagingInFlight) {  // a long run without a sync point: bound what it holds
+    retire_staged(open());
+    flush();
+    wait(submitted_);
+    reclaim(submitted_);
+  }
+  const Allocation a = memory_.allocate(MemoryKind::staging, bytes.size(), "staging");
+  staged_.push_back(a);
+  staged_bytes_ += a.size;
   if (!bytes.empty()) std::memcpy(a.mapped(), bytes.data(), bytes.size());
   return {a.block, a.offset, a.size};
+}
+
+void Recorder::retire_staged(Batch& batch) {
+  for (const Allocation& a : staged_) {
+    batch.staging.push_back(a);
+    batch.staging_bytes += a.size;
+  }
+  staged_.clear();
+  staged_bytes_ = 0;
 }
 
 void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
@@ -414,6 +432,7 @@ void Recorder::download(const Binding& src, std::span<std::byte> dst) {
   for (VkDeviceSize done = 0; done < dst.size();) {
     const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, dst.size() - done);
     Batch& batch = open();
+    retire_staged(batch);  // every dispatch that could read them was recorded before this copy
     const Allocation s = staging(batch, n);
     const Binding from{src.block, src.offset + done, n}, to{s.block, s.offset, n};
     track(std::span(&from, 1), std::span(&to, 1));
@@ -508,6 +527,7 @@ void Recorder::reset_stats() {
 
 void Recorder::finish() {
   flush_transfers();
+  if (!staged_.empty()) retire_staged(open());
   flush();
   if (submitted_ > 0) {
     wait(submitted_);

@@ -52,8 +52,9 @@ class Recorder {
     dispatch(pipeline, reads, writes, std::as_bytes(std::span(&params, 1)), groups);
   }
 
-  // Host bytes in staging memory that shaders may read until the open batch completes: stage
-  // right before the dispatch that reads them, as an upload in between may submit the batch.
+  // Host bytes in staging memory that shaders may read: they stay until the host's next sync
+  // point (download, finish) has seen every dispatch recorded before it complete, however many
+  // batches are submitted in between.
   Binding stage(std::span<const std::byte> bytes);
   // Copies host bytes into dst (same size, multiple of 4) through staging, in stream order.
   void upload(std::span<const std::byte> src, const Binding& dst);
@@ -95,6 +96,7 @@ class Recorder {
   };
 
   Batch& open();
+  void retire_staged(Batch& batch);  // staged_ freed when `batch` completes
   struct TransferBatch;
   TransferBatch& open_transfer();
   void reclaim_transfers(bool wait_all);
@@ -113,6 +115,8 @@ class Recorder {
   std::unique_ptr<Batch> open_;
   std::deque<std::unique_ptr<Batch>> in_flight_;
   std::vector<std::unique_ptr<Batch>> idle_;
+  std::vector<Allocation> staged_;  // stage()'s allocations, until the next sync point
+  VkDeviceSize staged_bytes_ = 0;
   // The transfer lane: its own pool, timeline and batches; compute submits wait for its value.
   VkCommandPool transfer_pool_ = VK_NULL_HANDLE;
   VkSemaphore transfer_timeline_ = VK_NULL_HANDLE;

@@ -118,7 +118,6 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
       const auto entry = table_entry(blocks[e - first]);
       std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
     }
-    // Staged after the uploads, which may submit the open batch (staging lives as long as its batch).
     const Binding table_b = ctx.recorder.stage(std::as_bytes(std::span(table)));
     const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
     const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));

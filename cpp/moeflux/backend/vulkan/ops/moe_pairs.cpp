@@ -148,7 +148,6 @@ void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing
       const auto entry = table_entry(blocks[e - b0]);
       std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
     }
-    // Staged after the uploads, which may submit the open batch (staging lives as long as its batch).
     const Window routing_window{ctx.recorder.stage(std::as_bytes(std::span(routing_values))), 0};
     const Window table_window{ctx.recorder.stage(std::as_bytes(std::span(table))), 0};
     moe_pairs(x, routing_window, static_cast<std::uint32_t>(routing.k), table_window, E, forms, out, written);
