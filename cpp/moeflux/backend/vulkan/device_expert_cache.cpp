@@ -196,8 +196,6 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
     for (std::size_t i = 0; i < batch.size(); ++i) {
       for (std::size_t r = 0; r < 3; ++r) out[i][r] = resident(*blocks(batch[i])[r]);
     }
-    // The expert kernels read weights by address, which the recorder's read sets do not see.
-    context_->recorder.barrier();
     return out;
   }
   DeviceExpertCache& cache = *expert_cache_;

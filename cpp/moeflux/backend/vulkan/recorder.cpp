@@ -31,6 +31,56 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Begins `cmd` for one submission, allocating it from `pool` first if it has none yet.
+void begin_commands(VkDevice device, VkCommandPool pool, VkCommandBuffer& cmd) {
+  if (cmd == VK_NULL_HANDLE) {
+    auto alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
+    alloc.commandPool = pool;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    check(vkAllocateCommandBuffers(device, &alloc, &cmd), "vkAllocateCommandBuffers");
+  }
+  auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vkBeginCommandBuffer(cmd, &begin), "vkBeginCommandBuffer");
+}
+
+// Ends and submits `cmd` on `queue`, signalling `signal` to `value`; first waiting (at `stage`)
+// for `wait` to reach `wait_value` when that is above 0.
+void submit_commands(VkQueue queue, VkCommandBuffer cmd, VkSemaphore wait, const std::uint64_t& wait_value,
+                     VkPipelineStageFlags stage, VkSemaphore signal, const std::uint64_t& value) {
+  check(vkEndCommandBuffer(cmd), "vkEndCommandBuffer");
+  auto timeline = vk_struct<VkTimelineSemaphoreSubmitInfo>(VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO);
+  timeline.signalSemaphoreValueCount = 1;
+  timeline.pSignalSemaphoreValues = &value;
+  auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
+  submit.pNext = &timeline;
+  if (wait_value > 0) {
+    timeline.waitSemaphoreValueCount = 1;
+    timeline.pWaitSemaphoreValues = &wait_value;
+    submit.waitSemaphoreCount = 1;
+    submit.pWaitSemaphores = &wait;
+    submit.pWaitDstStageMask = &stage;
+  }
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &cmd;
+  submit.signalSemaphoreCount = 1;
+  submit.pSignalSemaphores = &signal;
+  check(vkQueueSubmit(queue, 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+}
+
+// Waits until `semaphore` reaches `value`; DeviceError naming `what` when it takes too long.
+void wait_semaphore(VkDevice device, VkSemaphore semaphore, std::uint64_t value, const char* what) {
+  auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
+  info.semaphoreCount = 1;
+  info.pSemaphores = &semaphore;
+  info.pValues = &value;
+  const VkResult result = vkWaitSemaphores(device, &info, kWaitTimeoutNs);
+  MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] ", what, " did not finish within ",
+           kWaitTimeoutNs / 1000000000, " s; it may have hung");
+  check(result, "vkWaitSemaphores");
+}
+
 void memory_barrier(VkCommandBuffer cmd, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   auto barrier = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
   barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
@@ -123,15 +173,8 @@ Recorder::Batch& Recorder::open() {
     idle_.pop_back();
   } else {
     open_ = std::make_unique<Batch>();
-    auto alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
-    alloc.commandPool = pool_;
-    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    alloc.commandBufferCount = 1;
-    check(vkAllocateCommandBuffers(device_.handle(), &alloc, &open_->cmd), "vkAllocateCommandBuffers");
   }
-  auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
-  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  check(vkBeginCommandBuffer(open_->cmd, &begin), "vkBeginCommandBuffer");
+  begin_commands(device_.handle(), pool_, open_->cmd);
   open_->dispatches = 0;
   profiler_.begin(open_->cmd, open_->queries);
   return *open_;
@@ -304,14 +347,9 @@ void Recorder::copy_to_staging(std::byte* dst, const std::byte* src, std::size_t
   });
 }
 
-void Recorder::barrier() {
-  Batch& batch = open();
-  memory_barrier(batch.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                 VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                     VK_ACCESS_TRANSFER_WRITE_BIT);
-  reads_since_barrier_.clear();
-  writes_since_barrier_.clear();
-  ++barriers_;
+void Recorder::note_reads(std::span<const Binding> reads) {
+  open();
+  track(reads, {});
 }
 
 void Recorder::copy(const Binding& src, const Binding& dst) {
@@ -333,15 +371,8 @@ Recorder::TransferBatch& Recorder::open_transfer() {
     transfers_idle_.pop_back();
   } else {
     transfer_open_ = std::make_unique<TransferBatch>();
-    auto alloc = vk_struct<VkCommandBufferAllocateInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO);
-    alloc.commandPool = transfer_pool_;
-    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    alloc.commandBufferCount = 1;
-    check(vkAllocateCommandBuffers(device_.handle(), &alloc, &transfer_open_->cmd), "vkAllocateCommandBuffers");
   }
-  auto begin = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
-  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  check(vkBeginCommandBuffer(transfer_open_->cmd, &begin), "vkBeginCommandBuffer");
+  begin_commands(device_.handle(), transfer_pool_, transfer_open_->cmd);
   transfer_open_->wait_compute = submitted_;
   return *transfer_open_;
 }
@@ -375,26 +406,9 @@ void Recorder::upload_transfer(std::span<const std::byte> src, const Binding& ds
 void Recorder::flush_transfers() {
   if (!transfer_open_) return;
   TransferBatch& batch = *transfer_open_;
-  check(vkEndCommandBuffer(batch.cmd), "vkEndCommandBuffer");
   batch.value = transfers_submitted_ + 1;
-  const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
-  auto timeline = vk_struct<VkTimelineSemaphoreSubmitInfo>(VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO);
-  timeline.signalSemaphoreValueCount = 1;
-  timeline.pSignalSemaphoreValues = &batch.value;
-  auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
-  submit.pNext = &timeline;
-  if (batch.wait_compute > 0) {
-    timeline.waitSemaphoreValueCount = 1;
-    timeline.pWaitSemaphoreValues = &batch.wait_compute;
-    submit.waitSemaphoreCount = 1;
-    submit.pWaitSemaphores = &timeline_;
-    submit.pWaitDstStageMask = &stage;
-  }
-  submit.commandBufferCount = 1;
-  submit.pCommandBuffers = &batch.cmd;
-  submit.signalSemaphoreCount = 1;
-  submit.pSignalSemaphores = &transfer_timeline_;
-  check(vkQueueSubmit(device_.transfer_queue(), 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+  submit_commands(device_.transfer_queue(), batch.cmd, timeline_, batch.wait_compute, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                  transfer_timeline_, batch.value);
   transfers_submitted_ = compute_waits_for_ = batch.value;
   transfers_in_flight_.push_back(std::move(transfer_open_));
 }
@@ -404,14 +418,7 @@ void Recorder::reclaim_transfers(bool wait_all) {
   std::uint64_t completed = 0;
   if (wait_all) {
     const auto start = std::chrono::steady_clock::now();
-    auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
-    info.semaphoreCount = 1;
-    info.pSemaphores = &transfer_timeline_;
-    info.pValues = &transfers_submitted_;
-    const VkResult result = vkWaitSemaphores(device_.handle(), &info, kWaitTimeoutNs);
-    MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] the transfer queue did not finish within ",
-             kWaitTimeoutNs / 1000000000, " s; it may have hung");
-    check(result, "vkWaitSemaphores");
+    wait_semaphore(device_.handle(), transfer_timeline_, transfers_submitted_, "the transfer queue");
     wait_seconds_ += seconds_since(start);
   }
   check(vkGetSemaphoreCounterValue(device_.handle(), transfer_timeline_, &completed), "vkGetSemaphoreCounterValue");
@@ -454,40 +461,17 @@ void Recorder::flush() {
   if (!open_) return;
   flush_transfers();  // compute recorded after an upload waits for it
   Batch& batch = *open_;
-  check(vkEndCommandBuffer(batch.cmd), "vkEndCommandBuffer");
   batch.value = submitted_ + 1;
-  auto timeline = vk_struct<VkTimelineSemaphoreSubmitInfo>(VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO);
-  timeline.signalSemaphoreValueCount = 1;
-  timeline.pSignalSemaphoreValues = &batch.value;
-  auto submit = vk_struct<VkSubmitInfo>(VK_STRUCTURE_TYPE_SUBMIT_INFO);
-  submit.pNext = &timeline;
-  const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  if (compute_waits_for_ > 0) {  // uploads on the transfer lane come first
-    timeline.waitSemaphoreValueCount = 1;
-    timeline.pWaitSemaphoreValues = &compute_waits_for_;
-    submit.waitSemaphoreCount = 1;
-    submit.pWaitSemaphores = &transfer_timeline_;
-    submit.pWaitDstStageMask = &stage;
-  }
-  submit.commandBufferCount = 1;
-  submit.pCommandBuffers = &batch.cmd;
-  submit.signalSemaphoreCount = 1;
-  submit.pSignalSemaphores = &timeline_;
-  check(vkQueueSubmit(device_.compute_queue(), 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+  // Uploads on the transfer lane come first.
+  submit_commands(device_.compute_queue(), batch.cmd, transfer_timeline_, compute_waits_for_,
+                  VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, timeline_, batch.value);
   submitted_ = batch.value;
   in_flight_.push_back(std::move(open_));
 }
 
 void Recorder::wait(std::uint64_t value) {
   const auto start = std::chrono::steady_clock::now();
-  auto info = vk_struct<VkSemaphoreWaitInfo>(VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO);
-  info.semaphoreCount = 1;
-  info.pSemaphores = &timeline_;
-  info.pValues = &value;
-  const VkResult result = vkWaitSemaphores(device_.handle(), &info, kWaitTimeoutNs);
-  MF_CHECK(result != VK_TIMEOUT, DeviceError, "[vulkan] the GPU did not finish its work within ",
-           kWaitTimeoutNs / 1000000000, " s; it may have hung");
-  check(result, "vkWaitSemaphores");
+  wait_semaphore(device_.handle(), timeline_, value, "the GPU");
   wait_seconds_ += seconds_since(start);
 }
 

@@ -69,9 +69,9 @@ class Recorder {
   // Copies device bytes back to the host: submits, waits, copies. The only host wait.
   void download(const Binding& src, std::span<std::byte> dst);
 
-  // A memory barrier now: for reads the read/write sets cannot see, as a shader's reads by device
-  // address (expert weights) of bytes a copy just wrote.
-  void barrier();
+  // Ranges the next dispatch reads by device address (expert weights), which its bindings do not
+  // show: they join the read set, so a copy that wrote them gets its barrier.
+  void note_reads(std::span<const Binding> reads);
   void flush();   // submits the open batch, if any, without waiting
   void finish();  // submits and waits for all work; rethrows validation errors
 

@@ -15,4 +15,15 @@ std::array<std::uint32_t, 6> table_entry(const std::array<Tensor, 3>& blocks) {
   return words;
 }
 
+std::vector<Binding> block_ranges(std::span<const std::array<Tensor, 3>> experts) {
+  std::vector<Binding> ranges;
+  for (const auto& blocks : experts) {
+    for (const Tensor& t : blocks) {
+      const Allocation& a = static_cast<const VulkanStorage&>(*t.storage()).allocation();
+      ranges.push_back({a.block, a.offset, a.size});
+    }
+  }
+  return ranges;
+}
+
 }  // namespace moeflux::backend::vk

@@ -1,17 +1,25 @@
 // What the expert kernels (moe_pairs, moe_grouped) share: an expert table entry (the device
-// addresses of an expert's gate, up and down blocks) and the QuantRows fields of their parameters.
+// addresses of an expert's gate, up and down blocks), the blocks' memory ranges, and the QuantRows
+// fields of their parameters.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "moeflux/backend/tensor.h"
+#include "moeflux/backend/vulkan/recorder.h"
 #include "moeflux/format/quant.h"
 
 namespace moeflux::backend::vk {
 
 // Words (low, high) of the addresses of the three blocks (tensors of this backend, offset 0).
 std::array<std::uint32_t, 6> table_entry(const std::array<Tensor, 3>& blocks);
+
+// The memory of the experts' blocks, for Recorder::note_reads before the kernels that read them
+// by address.
+std::vector<Binding> block_ranges(std::span<const std::array<Tensor, 3>> experts);
 
 // row_words, groups, group_size, scale_bf16, s_first, b_first of a quantized block of this form
 // (left as they are for float blocks).

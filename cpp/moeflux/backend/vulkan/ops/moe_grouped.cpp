@@ -118,32 +118,31 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
       const auto entry = table_entry(blocks[e - first]);
       std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
     }
+    ctx.recorder.note_reads(block_ranges(blocks));
     const Binding table_b = ctx.recorder.stage(std::as_bytes(std::span(table)));
     const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
     const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));
     const Tensor act = act_all.rows(0, plan.rows), y = y_all.rows(0, plan.rows);
     const Window xw = whole(x, dev), aw = whole(act, dev), yw = whole(y, dev), ow = whole(out, dev);
 
-    params::MoeGroupedParams g{};
-    g.in_offset = xw.first;
-    g.n_tiles = static_cast<std::uint32_t>(plan.n_tiles);
-    g.E = E;
-    g.K = static_cast<std::uint32_t>(H);
-    g.N = static_cast<std::uint32_t>(I);
-    g.out_offset = aw.first;
-    set_quant_rows(g, forms.role[0].dtype, forms.role[0].quant, experts[0].gate.shape);
-    ctx.recorder.dispatch(gate_up, {xw.binding, grouped_b, table_b}, {aw.binding}, g,
+    // The parameters of one tiled product: input [*, K] at `in`, N outputs per row, `role`'s blocks.
+    auto grouped_params = [&](const Window& in, const Window& to, std::int64_t K, std::int64_t N, std::size_t role,
+                              const Shape& shape) {
+      params::MoeGroupedParams g{};
+      g.in_offset = in.first;
+      g.n_tiles = static_cast<std::uint32_t>(plan.n_tiles);
+      g.E = E;
+      g.K = static_cast<std::uint32_t>(K);
+      g.N = static_cast<std::uint32_t>(N);
+      g.out_offset = to.first;
+      set_quant_rows(g, forms.role[role].dtype, forms.role[role].quant, shape);
+      return g;
+    };
+    ctx.recorder.dispatch(gate_up, {xw.binding, grouped_b, table_b}, {aw.binding},
+                          grouped_params(xw, aw, H, I, 0, experts[0].gate.shape),
                           {groups_for(I, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
-
-    params::MoeGroupedParams d{};
-    d.in_offset = aw.first;
-    d.n_tiles = g.n_tiles;
-    d.E = E;
-    d.K = static_cast<std::uint32_t>(I);
-    d.N = static_cast<std::uint32_t>(H);
-    d.out_offset = yw.first;
-    set_quant_rows(d, forms.role[2].dtype, forms.role[2].quant, experts[0].down.shape);
-    ctx.recorder.dispatch(down, {aw.binding, grouped_b, table_b}, {yw.binding}, d,
+    ctx.recorder.dispatch(down, {aw.binding, grouped_b, table_b}, {yw.binding},
+                          grouped_params(aw, yw, I, H, 2, experts[0].down.shape),
                           {groups_for(H, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
 
     const params::MoeCombineParams c{yw.first, 0, ow.first, static_cast<std::uint32_t>(T),

@@ -96,32 +96,27 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   Tensor act = empty({T * k, I});
   const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
 
-  params::MoePairParams p{};
-  p.in_offset = xw.first;
-  p.routing_offset = routing.first;
-  p.table_offset = table.first;
-  p.out_offset = aw.first;
-  p.T = static_cast<std::uint32_t>(T);
-  p.k = k;
-  p.E = E;
-  p.K = static_cast<std::uint32_t>(H);
-  p.N = static_cast<std::uint32_t>(I);
-  set_quant_rows(p, forms.role[0].dtype, forms.role[0].quant, forms.gate_shape);
-  ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding}, p,
+  // The parameters of one projection: input [*, K] at `in`, N output rows, blocks of `role`.
+  auto pair_params = [&](const Window& in, const Window& to, std::int64_t K, std::int64_t N, std::size_t role,
+                         const Shape& shape) {
+    params::MoePairParams p{};
+    p.in_offset = in.first;
+    p.routing_offset = routing.first;
+    p.table_offset = table.first;
+    p.out_offset = to.first;
+    p.T = static_cast<std::uint32_t>(T);
+    p.k = k;
+    p.E = E;
+    p.K = static_cast<std::uint32_t>(K);
+    p.N = static_cast<std::uint32_t>(N);
+    set_quant_rows(p, forms.role[role].dtype, forms.role[role].quant, shape);
+    return p;
+  };
+  ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding},
+                        pair_params(xw, aw, H, I, 0, forms.gate_shape),
                         {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
-
-  params::MoePairParams q{};
-  q.in_offset = aw.first;
-  q.routing_offset = routing.first;
-  q.table_offset = table.first;
-  q.out_offset = ow.first;
-  q.T = static_cast<std::uint32_t>(T);
-  q.k = k;
-  q.E = E;
-  q.K = static_cast<std::uint32_t>(I);
-  q.N = static_cast<std::uint32_t>(H);
+  params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
-  set_quant_rows(q, forms.role[2].dtype, forms.role[2].quant, forms.down_shape);
   ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
                         {groups_for(H, rows_per_group(down), dev, 0), groups_for(T, 1, dev, 1)});
 }
@@ -148,6 +143,7 @@ void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing
       const auto entry = table_entry(blocks[e - b0]);
       std::copy(entry.begin(), entry.end(), table.begin() + static_cast<std::ptrdiff_t>(routing.unique[e]) * 6);
     }
+    ctx.recorder.note_reads(block_ranges(blocks));
     const Window routing_window{ctx.recorder.stage(std::as_bytes(std::span(routing_values))), 0};
     const Window table_window{ctx.recorder.stage(std::as_bytes(std::span(table))), 0};
     moe_pairs(x, routing_window, static_cast<std::uint32_t>(routing.k), table_window, E, forms, out, written);
