@@ -11,6 +11,7 @@
 
 #include "moeflux/arch/blocks/attention.h"
 #include "moeflux/arch/blocks/gated_delta_net.h"
+#include "moeflux/arch/blocks/lm_head.h"
 #include "moeflux/arch/blocks/moe_block.h"
 #include "moeflux/arch/config_reader.h"
 
@@ -344,18 +345,7 @@ class Qwen3Next : public Model {
       else b.add(x, y, x);
     }
 
-    const std::int64_t n_out = options.logits == LogitsMode::all ? T : options.logits == LogitsMode::last ? 1 : 0;
-    if (n_out > 0) {
-      Tensor last = x.rows(T - n_out, n_out);
-      Tensor normed = h.rows(0, n_out);
-      b.rms_norm(last, final_norm_, norm, normed);
-      Tensor out = b.empty({n_out, p_.vocab});
-      b.matmul(normed, lm_head_, out);
-      logits.resize(static_cast<std::size_t>(n_out * p_.vocab));
-      b.download(out, logits);
-    } else {
-      logits.clear();
-    }
+    lm_head_block(b, x, h, final_norm_, lm_head_, norm, options.logits, logits);
     if (routing) moe_routing.collect(*routing);
     std::swap(state.committed, state.working);  // the call succeeded: its states are the session's
     state.n_past += T;
