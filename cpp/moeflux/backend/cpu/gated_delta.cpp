@@ -12,6 +12,7 @@
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
 #include "moeflux/backend/cpu/weight.h"
+#include "moeflux/backend/op_checks.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::cpu {
@@ -150,22 +151,8 @@ void CpuBackend::gated_delta_rule(const Tensor& q, const Tensor& k, const Tensor
 void CpuBackend::delta_rule_gates(const Tensor& a, const Tensor& b, const Tensor& a_log,
                                   const Tensor& dt_bias, Tensor& g, Tensor& beta) {
   const char* op = "delta_rule_gates";
-  check_rank(a, 2, op, "a");
-  check_rank(a_log, 1, op, "a_log");
-  check_rank(dt_bias, 1, op, "dt_bias");
+  check_delta_rule_gates(a, b, a_log, dt_bias, g, beta);
   const std::int64_t T = a.dim(0), HV = a.dim(1);
-  MF_CHECK(b.shape() == a.shape() && g.shape() == a.shape() && beta.shape() == a.shape(), ShapeError,
-           "[delta_rule_gates] b ", format::shape_string(b.shape()), ", g ", format::shape_string(g.shape()),
-           " and beta ", format::shape_string(beta.shape()), " must match a ", format::shape_string(a.shape()),
-           " [T, HV]");
-  MF_CHECK(a_log.dim(0) == HV && dt_bias.dim(0) == HV, ShapeError, "[delta_rule_gates] a_log ",
-           format::shape_string(a_log.shape()), " and dt_bias ", format::shape_string(dt_bias.shape()),
-           " must be [HV] = [", HV, "]");
-  for (const auto& [t, what] : {std::pair{&a, "a"}, {&b, "b"}, {&a_log, "a_log"}, {&dt_bias, "dt_bias"}}) {
-    check_disjoint_or_same(*t, g, op, what);
-    check_disjoint_or_same(*t, beta, op, what);
-  }
-  check_disjoint(g, beta, op, "g");
   AlignedBuffer a_log_scratch, dt_bias_scratch;
   const float* A = f32_weight(a_log, a_log_scratch, op, "a_log");
   const float* dt = f32_weight(dt_bias, dt_bias_scratch, op, "dt_bias");

@@ -8,6 +8,7 @@
 #include "moeflux/backend/cpu/kernels.h"
 #include "moeflux/backend/cpu/tensor_access.h"
 #include "moeflux/backend/cpu/weight.h"
+#include "moeflux/backend/op_checks.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::cpu {
@@ -63,19 +64,10 @@ void CpuBackend::write_rows(const Tensor& src, Tensor& dst, std::int64_t first_r
 
 void CpuBackend::copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) {
   const char* op = "copy_column_blocks";
-  MF_CHECK(src.rank() >= 1 && dst.rank() == 2 && src.dim(0) == dst.dim(0), ShapeError, "[copy_column_blocks] src ",
-           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()),
-           " must be [T, ...] and [T, C] with the same T");
+  check_column_blocks(src, blocks, dst);
   const std::int64_t T = src.dim(0), C = dst.dim(1);
   const std::int64_t src_cols = T == 0 ? 0 : src.numel() / T;
   const auto& b = blocks;
-  MF_CHECK(b.groups >= 1 && b.width >= 0 && b.src_col >= 0 && b.dst_col >= 0 &&
-               b.src_col + b.width <= b.group_stride && b.groups * b.group_stride == src_cols &&
-               b.dst_col + b.groups * b.width <= C,
-           ShapeError, "[copy_column_blocks] blocks (groups ", b.groups, ", group_stride ", b.group_stride,
-           ", src_col ", b.src_col, ", width ", b.width, ", dst_col ", b.dst_col, ") do not fit src ",
-           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()));
-  check_disjoint(src, dst, op, "src");
   const float* s = data_of(src, op, "src");
   float* d = data_of(dst, op, "dst");
   for (std::int64_t t = 0; t < T; ++t)

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/op_checks.h"
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
@@ -15,19 +16,10 @@ void VulkanBackend::copy_column_blocks(const Tensor& src, const ColumnBlocks& bl
   const Device& dev = ctx.device;
   f32_storage_of(src, ctx, "copy_column_blocks", "src");
   f32_storage_of(dst, ctx, "copy_column_blocks", "dst");
-  MF_CHECK(src.rank() >= 1 && dst.rank() == 2 && src.dim(0) == dst.dim(0), ShapeError, "[copy_column_blocks] src ",
-           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()),
-           " must be [T, ...] and [T, C] with the same T");
+  check_column_blocks(src, blocks, dst);
   const std::int64_t T = src.dim(0), C = dst.dim(1);
   const std::int64_t src_cols = T == 0 ? 0 : src.numel() / T;
   const auto& b = blocks;
-  MF_CHECK(b.groups >= 1 && b.width >= 0 && b.src_col >= 0 && b.dst_col >= 0 &&
-               b.src_col + b.width <= b.group_stride && b.groups * b.group_stride == src_cols &&
-               b.dst_col + b.groups * b.width <= C,
-           ShapeError, "[copy_column_blocks] blocks (groups ", b.groups, ", group_stride ", b.group_stride,
-           ", src_col ", b.src_col, ", width ", b.width, ", dst_col ", b.dst_col, ") do not fit src ",
-           format::shape_string(src.shape()), " and dst ", format::shape_string(dst.shape()));
-  cpu::check_disjoint(src, dst, "copy_column_blocks", "src");
   if (T == 0 || b.width == 0) return;
   const Pipeline& pipeline = ctx.pipelines.get("copy_column_blocks_f32");
   const std::int64_t rows = std::min(rows_per_binding(src_cols * 4, dev, "copy_column_blocks"),

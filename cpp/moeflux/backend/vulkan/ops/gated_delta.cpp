@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/op_checks.h"
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
@@ -72,27 +73,13 @@ void VulkanBackend::delta_rule_gates(const Tensor& a, const Tensor& b, const Ten
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   const char* op = "delta_rule_gates";
-  cpu::check_rank(a, 2, op, "a");
-  cpu::check_rank(a_log, 1, op, "a_log");
-  cpu::check_rank(dt_bias, 1, op, "dt_bias");
   for (const auto& [t, what] : {std::pair{&a, "a"}, {&b, "b"}, {&g, "g"}, {&beta, "beta"}}) f32_storage_of(*t, ctx, op, what);
   storage_of(a_log, ctx, op, "a_log");
   storage_of(dt_bias, ctx, op, "dt_bias");
+  check_delta_rule_gates(a, b, a_log, dt_bias, g, beta);
   const std::int64_t T = a.dim(0), HV = a.dim(1);
-  MF_CHECK(b.shape() == a.shape() && g.shape() == a.shape() && beta.shape() == a.shape(), ShapeError,
-           "[delta_rule_gates] b ", format::shape_string(b.shape()), ", g ", format::shape_string(g.shape()),
-           " and beta ", format::shape_string(beta.shape()), " must match a ", format::shape_string(a.shape()),
-           " [T, HV]");
-  MF_CHECK(a_log.dim(0) == HV && dt_bias.dim(0) == HV, ShapeError, "[delta_rule_gates] a_log ",
-           format::shape_string(a_log.shape()), " and dt_bias ", format::shape_string(dt_bias.shape()),
-           " must be [HV] = [", HV, "]");
   MF_CHECK(a_log.dtype() == dt_bias.dtype() && !a_log.quantized(), Unsupported,
            "[delta_rule_gates] a_log and dt_bias must be stored in one float dtype on Vulkan");
-  for (const auto& [t, what] : {std::pair{&a, "a"}, {&b, "b"}, {&a_log, "a_log"}, {&dt_bias, "dt_bias"}}) {
-    cpu::check_disjoint_or_same(*t, g, op, what);
-    cpu::check_disjoint_or_same(*t, beta, op, what);
-  }
-  cpu::check_disjoint(g, beta, op, "g");
   if (T == 0 || HV == 0) return;
 
   const Pipeline& pipeline = ctx.pipelines.get(variant(op, a_log.dtype()));
