@@ -122,17 +122,23 @@ def test_malformed_tool_calls_come_back_as_text_with_a_flag(model):
         assert completion.text == bad
 
 
+def _parse_in_pieces(text: str, step: int):
+    """The parser's events for `text` fed `step` characters at a time."""
+    parser = TaggedCallParser()
+    out = parser.feed("")
+    for i in range(0, len(text), step):
+        out.extend(parser.feed(text[i : i + step]))
+    out.extend(parser.finish())
+    return out
+
+
 def test_the_parser_gives_the_same_result_however_the_text_is_split():
     text = 'a <tool_ <tool_call>{"name": "f", "arguments": "{\\"x\\": 1}"}</tool_call> b <tool_call>{"name": "g"}</tool_call>'
     whole = parse_tool_calls(text)
     assert [(c.name, c.arguments) for c in whole.tool_calls] == [("f", {"x": 1}), ("g", {})]
     assert whole.text == "a <tool_  b "
     for step in (1, 2, 5):
-        parser = TaggedCallParser()
-        out = parser.feed("")
-        for i in range(0, len(text), step):
-            out.extend(parser.feed(text[i : i + step]))
-        out.extend(parser.finish())
+        out = _parse_in_pieces(text, step)
         assert (out.text, out.tool_calls) == (whole.text, whole.tool_calls)
 
 
@@ -148,11 +154,7 @@ def test_the_xml_calls_of_the_qwen3_5_templates_are_parsed():
     ]
     assert whole.text == "Let me look.  done" and not whole.malformed
     for step in (1, 3, 7):  # the same however the stream splits it
-        parser = TaggedCallParser()
-        out = parser.feed("")
-        for i in range(0, len(text), step):
-            out.extend(parser.feed(text[i : i + step]))
-        out.extend(parser.finish())
+        out = _parse_in_pieces(text, step)
         assert (out.text, out.tool_calls) == (whole.text, whole.tool_calls)
     # A body that is neither JSON nor a complete function comes back as text, flagged.
     bad = "<tool_call>\n<function=f>\n<parameter=x>\n1\n</parameter>\nstray</function>\n</tool_call>"

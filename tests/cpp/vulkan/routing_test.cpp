@@ -12,13 +12,12 @@
 
 #include "moeflux/backend/routing.h"
 #include "moeflux/util/error.h"
+#include "named_experts.h"
 #include "vulkan_harness.h"
 
 namespace moeflux::test {
 namespace {
 
-using backend::ExpertCacheLayout;
-using backend::ExpertWeights;
 using backend::RouteOptions;
 using format::Dtype;
 
@@ -87,28 +86,9 @@ TEST_F(VulkanTest, RoutingShapesAreChecked) {
 
 constexpr int kExperts = 6, kLayer = 2;
 
-// kExperts experts of decoder layer kLayer, stored as `dtype` (q4: groups of 32).
-struct Experts {
-  std::vector<StoredWeight> floats;
-  std::vector<QuantizedWeight> quantized;
-  Dtype dtype;
-  Experts(Dtype d, std::int64_t H, std::int64_t I) : dtype(d) {
-    for (int i = 0; i < 3 * kExperts; ++i) {
-      const backend::Shape shape = i % 3 < 2 ? backend::Shape{I, H} : backend::Shape{H, I};
-      const auto v = random_values(static_cast<std::size_t>(H * I), 2400 + static_cast<unsigned>(i), -0.5f, 0.5f);
-      if (d == Dtype::q4) quantized.emplace_back(format::QuantParams{.bits = 4, .group_size = 32, .scale_dtype = Dtype::bf16}, shape, v);
-      else floats.emplace_back(d, shape, v);
-    }
-  }
-  format::TensorView view(int i) const {
-    return dtype == Dtype::q4 ? quantized[static_cast<std::size_t>(i)].view("e") : floats[static_cast<std::size_t>(i)].view();
-  }
-  std::vector<ExpertWeights> weights(std::span<const std::int32_t> ids) const {
-    std::vector<ExpertWeights> out;
-    for (const std::int32_t e : ids) out.push_back({view(3 * e), view(3 * e + 1), view(3 * e + 2), kLayer, e});
-    return out;
-  }
-  ExpertCacheLayout layout(int k) const { return {k, {{kLayer, kExperts, {view(0), view(1), view(2)}}}}; }
+// kExperts experts of decoder layer kLayer.
+struct Experts : NamedExperts {
+  Experts(Dtype d, std::int64_t H, std::int64_t I) : NamedExperts(d, H, I, kExperts, kLayer, 2400) {}
 };
 
 class VulkanRoutedExperts : public VulkanParamTest<OpCase> {};
