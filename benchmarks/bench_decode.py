@@ -102,6 +102,10 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         recorder["gpu_ms_per_token"] = {k: round(1e3 * v, 4) for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])}
         recorder["gpu_ms_per_token_total"] = round(1e3 * sum(gpu.values()), 3)
         recorder["gpu_us_per_layer"] = {k: round(1e6 * v / n_layers, 2) for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])}
+        commands = {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("gpu_commands.")}
+        recorder["gpu_us_per_command"] = {k: round(1e6 * v * args.tokens / commands[k], 2)
+                                          for k, v in sorted(gpu.items(), key=lambda kv: -kv[1]) if commands.get(k)}
+        recorder["gpu_commands_per_token"] = {k: round(v / args.tokens, 2) for k, v in sorted(commands.items())}
     return dict(
         budget=spec,
         backend=args.backend,

@@ -2,7 +2,7 @@
 # One round of measurements on the GPU machine: build, check, then time the expert store on its disk,
 # CPU decode and Vulkan decode and prefill.
 # Usage (from the repository root, with the .deb bundle beside it):
-#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [SLICE=OFF|ON] [SLICE_LAYERS=4] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
+#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [STREAM=ON|OFF] [SLICE=OFF|ON] [SLICE_LAYERS=4] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
 #     bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
 # Writes logs to $OUT (or ./bench-out) and prints the tables last.
 set -euo pipefail
@@ -64,9 +64,11 @@ if [ "${VULKAN:-ON}" = ON ]; then
     python3 benchmarks/bench_decode.py "$model" --budgets all --backend vulkan --device-budget all --profile \
       --warmup 8 --tokens 32 --prompt 16 | tee -a "$out/decode_vulkan_profile.log"
   fi
-  echo "== Vulkan (b): device budget 0.25, cold page cache, host budget all and min"
-  python3 benchmarks/bench_decode.py "$model" --budgets all,min --backend vulkan --device-budget 0.25 --cold \
-    --warmup ${WARMUP:-128} --tokens "$tokens" --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan.log"
+  if [ "${STREAM:-ON}" = ON ]; then
+    echo "== Vulkan (b): device budget 0.25, cold page cache, host budget all and min"
+    python3 benchmarks/bench_decode.py "$model" --budgets all,min --backend vulkan --device-budget 0.25 --cold \
+      --warmup ${WARMUP:-128} --tokens "$tokens" --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan.log"
+  fi
 fi
 if [ "${SLICE:-OFF}" = ON ]; then
   # Qwen3.5-397B-A17B layer slices (the real 3:1 mix): resident on the device, and streaming with a

@@ -33,9 +33,13 @@ class Profiler {
   void collect(BatchQueries& q);  // the batch completed: adds its intervals
   void destroy(BatchQueries& q);
 
-  // Seconds per label since the last reset.
+  // Seconds and commands per label since the last reset.
   const std::map<std::string, double, std::less<>>& seconds() const { return seconds_; }
-  void reset() { seconds_.clear(); }
+  const std::map<std::string, std::uint64_t, std::less<>>& commands() const { return commands_; }
+  void reset() {
+    seconds_.clear();
+    commands_.clear();
+  }
 
  private:
   const Device& device_;
@@ -43,6 +47,7 @@ class Profiler {
   double period_ns_ = 1.0;
   std::uint64_t mask_ = ~0ull;
   std::map<std::string, double, std::less<>> seconds_;
+  std::map<std::string, std::uint64_t, std::less<>> commands_;
 };
 
 }  // namespace moeflux::backend::vk

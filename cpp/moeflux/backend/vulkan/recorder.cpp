@@ -501,6 +501,7 @@ std::map<std::string, double> Recorder::stats() const {
       {"vk_wait_seconds", wait_seconds_ - base_.wait_seconds},
   };
   for (const auto& [label, seconds] : profiler_.seconds()) s["gpu_seconds." + label] = seconds;
+  for (const auto& [label, n] : profiler_.commands()) s["gpu_commands." + label] = static_cast<double>(n);
   return s;
 }
 
