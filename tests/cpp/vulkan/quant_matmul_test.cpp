@@ -58,7 +58,7 @@ TEST_P(VulkanQuantMatmul, MatchesCpu) {
       for (const Shape2 s : {Shape2{257, group}, Shape2{33, 3 * group}, Shape2{7, 4096 + group}}) {
         const auto n = static_cast<std::size_t>(s.N * s.K);
         const QuantizedWeight w(params, {s.N, s.K}, random_values(n, ++seed, -2.0f, 2.0f));
-        for (const std::int64_t T : {1, 3, 17, 64}) check_matmul(*cpu_, *gpu_, w, T, ++seed);
+        for (const std::int64_t T : {1, 3, 8, 17, 64}) check_matmul(*cpu_, *gpu_, w, T, ++seed);
       }
     }
   }

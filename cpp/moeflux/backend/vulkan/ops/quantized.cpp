@@ -14,6 +14,7 @@ namespace moeflux::backend::vk {
 namespace {
 
 constexpr std::int64_t kVecMaxT = 8;   // MAX_T of matmul_vec_q.comp
+constexpr std::int64_t kVecRows = 2;   // ROWS of matmul_vec_q.comp: rows per team
 constexpr std::int64_t kTile = 64;     // TILE of matmul_tiled_q.comp
 
 }  // namespace
@@ -26,9 +27,10 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
   const bool sg = dev.features().subgroup_arithmetic;
   const Pipeline& vec = ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg));
   const Pipeline& tiled = ctx.pipelines.get(variant("matmul_tiled_q", w.dtype()));
-  // matmul_vec_q gives each subgroup a row (the shader strides over rows, so a guess is enough).
+  // matmul_vec_q gives each team (subgroup) kVecRows rows (the shader strides over rows, so a guess
+  // is enough).
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
-  const std::int64_t vec_rows = sg ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1;
+  const std::int64_t vec_rows = kVecRows * (sg ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1);
   const std::int64_t t_rows = rows_per_binding(std::max(K, N) * 4, dev, "matmul");
   const std::int64_t n_rows = quant_rows_per_binding(layout, dev, "matmul");
   for (std::int64_t t0 = 0; t0 < T; t0 += t_rows) {
