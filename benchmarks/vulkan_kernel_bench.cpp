@@ -1,0 +1,155 @@
+// Decode-sized kernels in isolation on the Vulkan backend: for each case, REPEAT calls recorded
+// back to back, either as a chain (each call reads the previous one's output, so a barrier
+// separates them: the latency a decode step pays per op) or independent (outputs rotate over
+// several tensors, so calls overlap: the throughput). Prints one JSON line per case with the wall
+// time per call and, with the profiler on, the GPU time per command.
+//   vulkan_kernel_bench [REPEAT=400] [DEVICE=""]
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/format/quant.h"
+
+namespace {
+
+using namespace moeflux;
+using backend::Shape;
+using backend::Tensor;
+
+std::vector<float> random_values(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// A quantized [N, K] weight resident on the device (its bytes kept alive by the caller).
+struct Quantized {
+  std::vector<std::byte> bytes;
+  format::TensorView view;
+  Quantized(int bits, std::int64_t N, std::int64_t K) {
+    const format::QuantParams params{.bits = bits, .group_size = 64, .scale_dtype = format::Dtype::bf16};
+    const format::QuantLayout layout = format::quant_layout({N, K}, params);
+    bytes.resize(layout.nbytes);
+    const std::vector<float> v = random_values(static_cast<std::size_t>(N * K), 7);
+    format::quantize(v.data(), layout, params, bytes.data());
+    view = {"bench.weight", format::quantized_dtype(bits), {N, K}, bytes.data(), bytes.size(), 64,
+            format::Dtype::bf16};
+  }
+};
+
+struct Bf16 {
+  std::vector<std::uint16_t> bits;
+  format::TensorView view;
+  Bf16(std::int64_t N, std::int64_t K) {
+    const std::vector<float> v = random_values(static_cast<std::size_t>(N * K), 9);
+    bits.resize(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, &v[i], 4);
+      bits[i] = static_cast<std::uint16_t>(u >> 16);
+    }
+    view = {"bench.weight", format::Dtype::bf16, {N, K}, reinterpret_cast<const std::byte*>(bits.data()),
+            bits.size() * 2, 0, format::Dtype::bf16};
+  }
+};
+
+// Runs `call(i)` `repeat` times after a warm-up and prints the case's line.
+void measure(backend::vk::VulkanBackend& gpu, const std::string& name, const std::string& mode, int repeat,
+             double bytes_per_call, const std::function<void(int)>& call) {
+  for (int i = 0; i < 8; ++i) call(i);
+  gpu.finish();
+  gpu.reset_stats();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeat; ++i) call(i);
+  gpu.finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double gpu_s = 0.0;
+  for (const auto& [k, v] : gpu.stats()) {
+    if (k.rfind("gpu_seconds.", 0) == 0) gpu_s += v;
+  }
+  std::printf("{\"case\": \"%s\", \"mode\": \"%s\", \"wall_us_per_call\": %.2f, \"gpu_us_per_call\": %.2f, "
+              "\"GBs_gpu\": %.1f}\n",
+              name.c_str(), mode.c_str(), 1e6 * s / repeat, 1e6 * gpu_s / repeat,
+              gpu_s > 0 ? bytes_per_call * repeat / gpu_s / 1e9 : 0.0);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int repeat = argc > 1 ? std::atoi(argv[1]) : 400;
+  backend::vk::VulkanOptions options;
+  options.device = argc > 2 ? argv[2] : "";
+  options.profile = true;
+  try {
+    backend::vk::VulkanBackend gpu(options);
+    constexpr int kRotate = 16;
+    const auto tensors = [&](Shape shape, int n) {
+      std::vector<Tensor> out;
+      const std::vector<float> v = random_values(static_cast<std::size_t>(format::element_count(shape)), 3);
+      for (int i = 0; i < n; ++i) {
+        out.push_back(gpu.empty(shape));
+        gpu.upload(v, out.back());
+      }
+      return out;
+    };
+    const std::int64_t H = 2048;
+    // The floor: a tiny elementwise op.
+    {
+      std::vector<Tensor> a = tensors({1, H}, kRotate), b = tensors({1, H}, 1);
+      measure(gpu, "add 1x2048", "chain", repeat, 3.0 * H * 4, [&](int) { gpu.add(a[0], b[0], a[0]); });
+      measure(gpu, "add 1x2048", "independent", repeat, 3.0 * H * 4,
+              [&](int i) { gpu.add(b[0], b[0], a[static_cast<std::size_t>(i % kRotate)]); });
+    }
+    {
+      std::vector<Tensor> x = tensors({1, H}, kRotate), y = tensors({1, H}, 1), out = tensors({1, H}, kRotate);
+      const std::vector<Tensor> w = tensors({H}, 1);
+      measure(gpu, "add_rms_norm 1x2048", "chain", repeat, 4.0 * H * 4,
+              [&](int) { gpu.add_rms_norm(x[0], y[0], w[0], {}, out[0]); });
+      measure(gpu, "add_rms_norm 1x2048", "independent", repeat, 4.0 * H * 4, [&](int i) {
+        const auto r = static_cast<std::size_t>(i % kRotate);
+        gpu.add_rms_norm(x[r], y[0], w[0], {}, out[r]);
+      });
+    }
+    struct MatCase {
+      int bits;  // 0: bf16
+      std::int64_t N, K;
+    };
+    for (const MatCase c : {MatCase{8, 4096, 2048}, MatCase{8, 512, 2048}, MatCase{8, 2048, 4096}, MatCase{4, 1536, 2048},
+                            MatCase{4, 2048, 768}, MatCase{0, 128, 2048}, MatCase{8, 151936, 2048}}) {
+      std::unique_ptr<Quantized> q;
+      std::unique_ptr<Bf16> f;
+      Tensor w;
+      double bytes;
+      if (c.bits > 0) {
+        q = std::make_unique<Quantized>(c.bits, c.N, c.K);
+        w = gpu.resident(q->view);
+        bytes = static_cast<double>(q->bytes.size());
+      } else {
+        f = std::make_unique<Bf16>(c.N, c.K);
+        w = gpu.resident(f->view);
+        bytes = static_cast<double>(f->bits.size() * 2);
+      }
+      const std::string name = (c.bits ? "q" + std::to_string(c.bits) : std::string("bf16")) + " matvec " +
+                               std::to_string(c.N) + "x" + std::to_string(c.K);
+      std::vector<Tensor> x = tensors({1, c.K}, 1), y = tensors({1, c.N}, kRotate);
+      const int n = c.N > 100000 ? repeat / 20 : repeat;
+      measure(gpu, name, "chain", n, bytes, [&](int) { gpu.matmul(x[0], w, y[0]); });
+      measure(gpu, name, "independent", n, bytes,
+              [&](int i) { gpu.matmul(x[0], w, y[static_cast<std::size_t>(i % kRotate)]); });
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vulkan_kernel_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
