@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 import moeflux
-from test_qwen3_moe import prompt
-from test_vulkan import pytestmark, run, vulkan  # noqa: F401 (pytestmark: skip without a device)
+from compare import QWEN3_MOE, requires_vulkan, vulkan
+from test_vulkan import run
+
+pytestmark = requires_vulkan
+prompt = QWEN3_MOE.prompt
 
 NAMES = ["qwen3_moe_base", "qwen3_moe_odd_tied"]
 

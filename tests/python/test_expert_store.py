@@ -5,7 +5,6 @@ expert read more often than needed."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 
@@ -13,14 +12,10 @@ import numpy as np
 import pytest
 
 import moeflux
+from compare import record_stride
 
 NAME = "qwen3_moe_base"  # 3 MoE layers of 8 experts, top-2
 PROMPT = np.array([5, 17, 3, 99, 42, 7, 150, 8, 61, 23, 2, 77, 130, 45, 9, 11], dtype=np.int32)
-
-
-def record_stride(model_dir: Path) -> int:
-    manifest = json.loads((model_dir / "moeflux.json").read_text())
-    return max(layer["stride"] for layer in manifest["experts"]["layers"])
 
 
 def run(model: moeflux.Model) -> tuple[np.ndarray, np.ndarray, list[int]]:

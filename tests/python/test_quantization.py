@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 import moeflux
 import quant_numpy as qn
 import tiny_models
+from compare import QWEN3_MOE, relative_error
 
 BASE = "qwen3_moe_base"
 GROUP = 32  # the tiny models' expert rows (moe_intermediate_size = 32) allow no larger group
@@ -33,10 +34,6 @@ def source_tensors(directory: Path) -> dict[str, np.ndarray]:
 
 def expert_source(tensors: dict[str, np.ndarray], layer: int, expert: int, block: str) -> np.ndarray:
     return tensors[f"model.layers.{layer}.mlp.experts.{expert}.{block}.weight"]
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
 def copy_config_files(src: Path, dst: Path) -> None:
@@ -235,7 +232,7 @@ def test_mlx_checkpoint_requantizes_when_other_bits_are_requested(checkpoint, tm
 
 # ---- (d) quantized experts against the float model
 
-# max |a - b| / max |b| of the logits over the 24-token prompt of test_qwen3_moe, experts in groups
+# max |a - b| / max |b| of the logits over compare.QWEN3_MOE's 24-token prompt, experts in groups
 # of 32 with bf16 scales, everything else float. Quantization can flip a close routing decision, and
 # a token routed elsewhere moves much more than weight error alone moves it, so there are two bounds:
 # over the positions before the first token whose experts differ in some layer (weight error only),
@@ -245,10 +242,6 @@ def test_mlx_checkpoint_requantizes_when_other_bits_are_requested(checkpoint, tm
 # measured error: 16 of 16 in every config at 8 bits, 0 to 12 of 16 at 4 bits (pytest -s prints them).
 LOGIT_BOUNDS = {8: (0.006, 0.03), 4: (0.05, 0.25)}  # (before the first flip, everywhere)
 GREEDY_STEPS = 16
-
-
-def prompt(vocab: int, n: int = 24, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, vocab, size=n).astype(np.int32)
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +269,7 @@ def test_quantized_experts_stay_close_to_the_float_model(name, bits, checkpoint,
             moeflux.convert(checkpoint(name), tmp_path, expert_bits=bits, group_size=GROUP, progress=False)
         return
     float_model, quantized_model = moeflux.Model(packed(name)), moeflux.Model(quantized(name, bits))
-    ids = prompt(config.vocab_size)
+    ids = QWEN3_MOE.prompt(config.vocab_size)
     expected = float_model.forward(ids)
     actual = quantized_model.forward(ids)
     # Experts compared as sets: the first position where any layer chose differently.

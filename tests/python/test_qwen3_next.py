@@ -1,7 +1,6 @@
-"""The Qwen3-Next / Qwen3.5 hybrid on the CPU backend against transformers: logits and routing over a
-prompt long enough for two chunks of the chunked delta rule, prefill versus decode, prefill in
-chunks, greedy generation, output across expert budgets, saved states, and checkpoints with bad
-shapes."""
+"""What only the Qwen3-Next / Qwen3.5 hybrid has (its comparison with transformers is in
+test_against_transformers.py): the same output across expert budgets on every backend, saved
+states, the multimodal checkpoint, and checkpoints with bad shapes."""
 
 from __future__ import annotations
 
@@ -11,99 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
+import compare
 import moeflux
-import tiny_models
-
-NAMES = list(tiny_models.HYBRID_CONFIGS)
-PROMPT_LEN = 70  # more than one 64-token chunk, for transformers' and ours
-
-
-def prompt(vocab: int, n: int = PROMPT_LEN, seed: int = 3) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, vocab, size=n).astype(np.int32)
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
-
-
-@pytest.fixture(scope="module")
-def reference_runs(checkpoint):
-    """transformers' logits, routing (per MoE layer: indices and weights [T, k]) and router logits."""
-    runs = {}
-
-    def get(name: str):
-        if name not in runs:
-            model = tiny_models.load_reference(checkpoint(name))
-            ids = prompt(model.config.vocab_size)
-            handles, captured = tiny_models.router_hooks(model)
-            with torch.no_grad():
-                out = model(torch.from_numpy(ids).long().unsqueeze(0), output_router_logits=True)
-            for h in handles:
-                h.remove()
-            layers = sorted(captured)
-            experts = np.stack([captured[L][0][0].numpy() for L in layers], axis=1)
-            weights = np.stack([captured[L][0][1].numpy() for L in layers], axis=1)
-            router_logits = np.stack([r.numpy() for r in out.router_logits], axis=1)
-            runs[name] = (ids, out.logits[0].numpy(), experts, weights, router_logits, layers, model)
-        return runs[name]
-
-    return get
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_logits_and_routing_match_transformers(name, packed, reference_runs):
-    ids, logits_ref, experts_ref, weights_ref, router_ref, layers, _ = reference_runs(name)
-    model = moeflux.Model(packed(name), record_router_logits=True)
-    logits = model.forward(ids)
-    assert logits.shape == logits_ref.shape and logits.dtype == np.float32
-    assert relative_error(logits, logits_ref) < 1e-5
-
-    routing = model.routing
-    assert routing.moe_layers == tuple(layers)
-    assert routing.experts.shape == experts_ref.shape == (len(ids), len(layers), model.info["experts_per_token"])
-    np.testing.assert_array_equal(routing.experts, experts_ref)
-    np.testing.assert_allclose(routing.weights, weights_ref, rtol=1e-5, atol=1e-6)
-    assert relative_error(routing.router_logits, router_ref) < 1e-5
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_prefill_equals_token_by_token_decode(name, packed, reference_runs):
-    ids, logits_ref, *_ = reference_runs(name)
-    model = moeflux.Model(packed(name))
-    prefill = model.forward(ids)
-    prefill_experts = model.routing.experts
-    model.reset()  # clears the conv and recurrent states with the KV caches
-    assert model.n_past == 0
-    decoded = np.concatenate([model.forward(ids[i : i + 1]) for i in range(len(ids))])
-    assert relative_error(decoded, prefill) < 1e-5
-    assert relative_error(decoded, logits_ref) < 1e-5
-    np.testing.assert_array_equal(model.routing.experts, prefill_experts)
-    # A prefill in uneven chunks continues the same sequence (states carried between calls).
-    model.reset()
-    chunked = np.concatenate([model.forward(ids[:5]), model.forward(ids[5:17]), model.forward(ids[17:])])
-    assert relative_error(chunked, logits_ref) < 1e-5
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_greedy_generation_matches_transformers(name, packed, reference_runs):
-    ids, *_, reference = reference_runs(name)
-    expected = tiny_models.greedy_tokens(reference, ids, 32)
-    model = moeflux.Model(packed(name))
-    assert list(model.generate_tokens(ids, max_new_tokens=32, stop_tokens=[])) == expected
-    # The same continuation after a prefill in several chunks.
-    model.reset()
-    model.forward(ids[:9])
-    model.forward(ids[9:40])
-    model.forward(ids[40:-1])
-    assert list(model.generate_tokens(ids[-1:], max_new_tokens=32, stop_tokens=[])) == expected
-
-
-def record_stride(model_dir: Path) -> int:
-    manifest = json.loads((model_dir / "moeflux.json").read_text())
-    return max(layer["stride"] for layer in manifest["experts"]["layers"])
 
 
 def session_run(model: moeflux.Model, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -116,19 +26,9 @@ def session_run(model: moeflux.Model, ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 @pytest.mark.parametrize("name", ["qwen3_next_base", "qwen3_5_moe_vl"])
-def test_output_is_bit_identical_whatever_the_budget(name, packed):
-    path = packed(name)
-    ids = prompt(160)
-    reference = session_run(moeflux.Model(path), ids)
-    stride = record_stride(path)
-    info = moeflux.Model(path).info
-    n_records = len(info["moe_layers"]) * info["n_experts"]
-    for budget in (info["experts_per_token"] * stride, n_records * stride // 2):
-        model = moeflux.Model(path, cache_bytes=budget)
-        logits, experts, tokens = session_run(model, ids)
-        np.testing.assert_array_equal(logits, reference[0])
-        np.testing.assert_array_equal(experts, reference[1])
-        assert tokens == reference[2]
+@pytest.mark.parametrize("backend", compare.BACKENDS)
+def test_output_is_bit_identical_whatever_the_budget(backend, name, packed):
+    compare.check_budgets(backend, packed(name), compare.HYBRID.prompt(160), session_run)
 
 
 def test_multimodal_checkpoint_skips_the_vision_tower(checkpoint, tmp_path):
@@ -177,7 +77,7 @@ def test_value_heads_not_a_multiple_of_key_heads_is_refused(checkpoint, tmp_path
 
 def test_saved_state_continues_bit_for_bit(packed, tmp_path):
     path = packed("qwen3_next_base")
-    ids = prompt(160, 30)
+    ids = compare.HYBRID.prompt(160, 30)
     whole = moeflux.Model(path)
     whole.forward(ids)
     want = whole.forward([4, 6, 9])

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -12,44 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "common/fixtures.h"
 #include "moeflux/format/manifest.h"
 #include "moeflux/format/packed_model.h"
 
 namespace moeflux::experts::testing {
 
-// Asserts that `statement` throws `Type` with every fragment in its message.
-#define EXPECT_THROW_WITH(statement, Type, ...)                                                  \
-  do {                                                                                           \
-    try {                                                                                        \
-      statement;                                                                                 \
-      ADD_FAILURE() << "expected " #Type;                                                        \
-    } catch (const Type& e) {                                                                    \
-      for (const std::string& fragment : std::vector<std::string>{__VA_ARGS__})                 \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << fragment << " in " \
-                                                                           << e.what();          \
-    } catch (const std::exception& e) {                                                          \
-      ADD_FAILURE() << "expected " #Type ", got: " << e.what();                                  \
-    }                                                                                            \
-  } while (0)
-
-class TempDir {
- public:
-  explicit TempDir(const std::string& parent = std::filesystem::temp_directory_path().string()) {
-    std::string pattern = parent + "/moeflux_store_XXXXXX";
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
-    EXPECT_FALSE(path_.empty()) << "mkdtemp in " << parent << " failed";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using moeflux::testing::TempDir;
 
 // One MoE layer of a test model: E experts whose blocks are bf16 [I, H], [I, H], [H, I].
 struct LayerSpec {

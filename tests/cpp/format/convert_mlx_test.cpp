@@ -217,7 +217,7 @@ void expect_refused(const std::vector<SourceTensor>& tensors, const std::string&
   TempDir src;
   TempDir dst;
   write_mlx(src, tensors, config);
-  EXPECT_THROW_MSG(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout(), {}), Error, fragment);
+  EXPECT_THROW_WITH(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout(), {}), Error, fragment);
   EXPECT_FALSE(std::filesystem::exists(dst / "moeflux.json"));
 }
 

@@ -170,7 +170,7 @@ TEST(ConvertQuant, RefusesBadOptionsBeforeWriting) {
     ConvertOptions options;
     options.group_size = 32;
     edit(options);
-    EXPECT_THROW_MSG(convert(src, dst / "out", options), ConfigError, fragment);
+    EXPECT_THROW_WITH(convert(src, dst / "out", options), ConfigError, fragment);
     EXPECT_FALSE(std::filesystem::exists(dst / "out/moeflux.json"));
   };
   refuse([](ConvertOptions& o) { o.expert_bits = 5; }, "expert_bits: 5-bit quantization is not supported");
@@ -195,8 +195,8 @@ TEST(ConvertQuant, NamesTheDenseTensorAGroupDoesNotDivide) {
   layout.dense[0].quantizable = true;
   ConvertOptions options;
   options.dense_bits = 8;
-  EXPECT_THROW_MSG(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, options), ConfigError,
-                   "tensor model.embed_tokens.weight: rows of 6 elements do not split into groups of 64");
+  EXPECT_THROW_WITH(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, options), ConfigError,
+                    "tensor model.embed_tokens.weight: rows of 6 elements do not split into groups of 64");
 }
 
 }  // namespace

@@ -126,14 +126,14 @@ std::vector<SourceTensor> without(const std::string& name) {
 TEST(Convert, RefusesAMissingTensor) {
   TempDir src;
   TempDir dst;
-  EXPECT_THROW_MSG(convert_tensors(without("model.language_model.norm.weight"), src, dst), FormatError,
-                   "tensor model.norm.weight (shape [6]) is missing from the checkpoint " + src.path());
+  EXPECT_THROW_WITH(convert_tensors(without("model.language_model.norm.weight"), src, dst), FormatError,
+                    "tensor model.norm.weight (shape [6]) is missing from the checkpoint " + src.path());
   EXPECT_FALSE(std::filesystem::exists(dst / "moeflux.json"));
-  EXPECT_THROW_MSG(
+  EXPECT_THROW_WITH(
       convert_tensors(without("model.language_model.layers.0.mlp.experts.2.up_proj.weight"), src, dst),
       FormatError, "tensor model.layers.0.mlp.experts.2.up_proj.weight is missing");
-  EXPECT_THROW_MSG(convert_tensors(without("model.language_model.layers.1.mlp.experts.down_proj"), src, dst),
-                   FormatError, "model.layers.1.mlp.experts.0.down_proj.weight is missing");
+  EXPECT_THROW_WITH(convert_tensors(without("model.language_model.layers.1.mlp.experts.down_proj"), src, dst),
+                    FormatError, "model.layers.1.mlp.experts.0.down_proj.weight is missing");
 }
 
 TEST(Convert, RefusesAWrongShape) {
@@ -143,16 +143,16 @@ TEST(Convert, RefusesAWrongShape) {
   for (SourceTensor& t : tensors) {
     if (t.name == "model.language_model.norm.weight") t = {t.name, {5}, testing::test_values("n", 5)};
   }
-  EXPECT_THROW_MSG(convert_tensors(tensors, src, dst), FormatError,
-                   "tensor model.language_model.norm.weight in " + src.path() +
-                       "/model-00001-of-00002.safetensors has shape [5] but config.json implies [6]");
+  EXPECT_THROW_WITH(convert_tensors(tensors, src, dst), FormatError,
+                    "tensor model.language_model.norm.weight in " + src.path() +
+                        "/model-00001-of-00002.safetensors has shape [5] but config.json implies [6]");
   tensors = testing::tiny_tensors();
   for (SourceTensor& t : tensors) {
     if (t.name.ends_with("gate_up_proj"))
       t = {t.name, {Tiny::E, Tiny::I, Tiny::H}, testing::test_values("g", 90)};
   }
-  EXPECT_THROW_MSG(convert_tensors(tensors, src, dst), FormatError,
-                   "has shape [3, 5, 6] but config.json implies [3, 10, 6]");
+  EXPECT_THROW_WITH(convert_tensors(tensors, src, dst), FormatError,
+                    "has shape [3, 5, 6] but config.json implies [3, 10, 6]");
 }
 
 TEST(Convert, RefusesDtypesItCannotStore) {
@@ -162,7 +162,7 @@ TEST(Convert, RefusesDtypesItCannotStore) {
   for (SourceTensor& t : tensors) {
     if (t.name == "model.language_model.norm.weight") t.dtype = "I64";
   }
-  EXPECT_THROW_MSG(convert_tensors(tensors, src, dst), Unsupported, "has dtype I64");
+  EXPECT_THROW_WITH(convert_tensors(tensors, src, dst), Unsupported, "has dtype I64");
 }
 
 TEST(Convert, RefusesTwoSourceNamesForOneTensor) {
@@ -170,8 +170,8 @@ TEST(Convert, RefusesTwoSourceNamesForOneTensor) {
   TempDir dst;
   std::vector<SourceTensor> tensors = testing::tiny_tensors();
   tensors.push_back({"model.norm.weight", {Tiny::H}, testing::test_values("n", Tiny::H)});
-  EXPECT_THROW_MSG(convert_tensors(tensors, src, dst), FormatError,
-                   "holds both model.language_model.norm.weight and model.norm.weight, which name the same tensor");
+  EXPECT_THROW_WITH(convert_tensors(tensors, src, dst), FormatError,
+                    "holds both model.language_model.norm.weight and model.norm.weight, which name the same tensor");
 }
 
 TEST(Convert, RefusesBadDestinationsAndSources) {
@@ -180,21 +180,21 @@ TEST(Convert, RefusesBadDestinationsAndSources) {
   testing::write_checkpoint(src.path(), testing::tiny_tensors());
   const ModelLayout layout = testing::tiny_layout();
   convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, {});
-  EXPECT_THROW_MSG(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, {}), IoError,
-                   "already holds a packed model; pass overwrite=True");
+  EXPECT_THROW_WITH(convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, {}), IoError,
+                    "already holds a packed model; pass overwrite=True");
   ConvertOptions overwrite;
   overwrite.overwrite = true;
   overwrite.dtype = Dtype::bf16;
   convert_checkpoint(src.path(), dst.path(), "tiny_moe", layout, overwrite);
   EXPECT_EQ(PackedModel::open(dst.path())->dense("model.norm.weight").dtype, Dtype::bf16);
 
-  EXPECT_THROW_MSG(convert_checkpoint(src.path(), src.path() + "/.", "tiny_moe", layout, overwrite),
-                   ConfigError, "is the source directory");
+  EXPECT_THROW_WITH(convert_checkpoint(src.path(), src.path() + "/.", "tiny_moe", layout, overwrite),
+                    ConfigError, "is the source directory");
   std::filesystem::remove(src / "config.json");
-  EXPECT_THROW_MSG(convert_checkpoint(src.path(), dst / "new", "tiny_moe", layout, {}), ConfigError,
-                   "config.json is missing");
-  EXPECT_THROW_MSG(convert_checkpoint(src / "absent", dst / "new", "tiny_moe", layout, {}), IoError,
-                   "is not a directory");
+  EXPECT_THROW_WITH(convert_checkpoint(src.path(), dst / "new", "tiny_moe", layout, {}), ConfigError,
+                    "config.json is missing");
+  EXPECT_THROW_WITH(convert_checkpoint(src / "absent", dst / "new", "tiny_moe", layout, {}), IoError,
+                    "is not a directory");
 }
 
 TEST(Convert, AcceptsMixtralExpertNames) {

@@ -151,16 +151,16 @@ TEST(Dtype, NamesAndSizes) {
   }
   for (int bits : {8, 4, 3, 2}) EXPECT_EQ(quant_bits(quantized_dtype(bits)), bits);
   EXPECT_EQ(quant_bits(Dtype::bf16), 0);
-  EXPECT_THROW_MSG(quantized_dtype(5), ConfigError, "5-bit quantization is not supported");
+  EXPECT_THROW_WITH(quantized_dtype(5), ConfigError, "5-bit quantization is not supported");
   EXPECT_EQ(dtype_size(Dtype::f32), 4u);
   EXPECT_EQ(dtype_size(Dtype::f16), 2u);
   EXPECT_EQ(dtype_size(Dtype::bf16), 2u);
   EXPECT_EQ(dtype_from_safetensors("BF16", "t"), Dtype::bf16);
   EXPECT_EQ(dtype_from_safetensors("F16", "t"), Dtype::f16);
   EXPECT_EQ(dtype_from_safetensors("F32", "t"), Dtype::f32);
-  EXPECT_THROW_MSG(parse_dtype("q5", "field x of y.json"), FormatError, "\"q5\" in field x of y.json");
-  EXPECT_THROW_MSG(dtype_from_safetensors("I64", "tensor pos"), Unsupported, "tensor pos has dtype I64");
-  EXPECT_THROW_MSG(dtype_from_safetensors("F8_E4M3", "tensor w"), Unsupported, "F8_E4M3");
+  EXPECT_THROW_WITH(parse_dtype("q5", "field x of y.json"), FormatError, "\"q5\" in field x of y.json");
+  EXPECT_THROW_WITH(dtype_from_safetensors("I64", "tensor pos"), Unsupported, "tensor pos has dtype I64");
+  EXPECT_THROW_WITH(dtype_from_safetensors("F8_E4M3", "tensor w"), Unsupported, "F8_E4M3");
 }
 
 }  // namespace

@@ -1,9 +1,8 @@
-// Test fixtures of the format layer: a temporary directory, safetensors files written byte by byte,
+// Test fixtures of the format layer (with common/fixtures.h): safetensors files written byte by byte,
 // and a tiny two-MoE-layer checkpoint (H=6, I=5, V=7, E=3) whose every value is a known function.
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstdint>
 #include <cstring>
@@ -13,44 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "common/fixtures.h"
 #include "moeflux/format/dtype.h"
 #include "moeflux/format/model_layout.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::format::testing {
 
-// Asserts that `statement` throws exactly `Type` with `fragment` in its message.
-#define EXPECT_THROW_MSG(statement, Type, fragment)                                   \
-  do {                                                                                \
-    try {                                                                             \
-      statement;                                                                      \
-      ADD_FAILURE() << "expected " #Type " containing \"" << (fragment) << "\"";      \
-    } catch (const Type& e) {                                                         \
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what(); \
-    } catch (const std::exception& e) {                                               \
-      ADD_FAILURE() << "expected " #Type ", got: " << e.what();                       \
-    }                                                                                 \
-  } while (0)
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "moeflux_format_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
-    EXPECT_FALSE(path_.empty()) << "mkdtemp failed";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using moeflux::testing::TempDir;
 
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());

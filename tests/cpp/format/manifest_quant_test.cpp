@@ -60,7 +60,7 @@ template <typename Edit>
 void expect_refused(Edit edit, const std::string& fragment) {
   json j = quantized_manifest().to_json();
   edit(j);
-  EXPECT_THROW_MSG(Manifest::from_json(j, "/m/moeflux.json"), FormatError, fragment);
+  EXPECT_THROW_WITH(Manifest::from_json(j, "/m/moeflux.json"), FormatError, fragment);
 }
 
 TEST(ManifestQuant, RefusesInconsistentQuantization) {

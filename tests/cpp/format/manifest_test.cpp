@@ -79,8 +79,8 @@ template <typename Edit>
 void expect_refused(Edit edit, const std::string& fragment) {
   json j = sample_manifest().to_json();
   edit(j);
-  EXPECT_THROW_MSG(Manifest::from_json(j, "/m/moeflux.json"), FormatError, fragment);
-  EXPECT_THROW_MSG(Manifest::from_json(j, "/m/moeflux.json"), FormatError, "/m/moeflux.json");
+  EXPECT_THROW_WITH(Manifest::from_json(j, "/m/moeflux.json"), FormatError, fragment);
+  EXPECT_THROW_WITH(Manifest::from_json(j, "/m/moeflux.json"), FormatError, "/m/moeflux.json");
 }
 
 TEST(Manifest, RefusesOtherVersionsAndFormats) {
@@ -88,8 +88,8 @@ TEST(Manifest, RefusesOtherVersionsAndFormats) {
                  "manifest /m/moeflux.json is format version 2; this moeflux reads version 1; re-convert");
   expect_refused([](json& j) { j["version"] = "1"; }, "\"version\" is not an integer");
   expect_refused([](json& j) { j["format"] = "gguf"; }, "has format \"gguf\"");
-  EXPECT_THROW_MSG(Manifest::from_json(json::array(), "/m/moeflux.json"), FormatError,
-                   "is not a JSON object");
+  EXPECT_THROW_WITH(Manifest::from_json(json::array(), "/m/moeflux.json"), FormatError,
+                    "is not a JSON object");
 }
 
 TEST(Manifest, RefusesMissingFieldsAndWrongTypes) {
@@ -140,9 +140,9 @@ TEST(Manifest, RefusesMisalignedOrOutOfBoundsData) {
 
 TEST(Manifest, ReadRefusesMissingAndMalformedFiles) {
   TempDir dir;
-  EXPECT_THROW_MSG(Manifest::read(dir / "moeflux.json"), FormatError, "is missing");
+  EXPECT_THROW_WITH(Manifest::read(dir / "moeflux.json"), FormatError, "is missing");
   testing::write_file(dir / "moeflux.json", "{\"format\": ");
-  EXPECT_THROW_MSG(Manifest::read(dir / "moeflux.json"), FormatError, "is not valid JSON");
+  EXPECT_THROW_WITH(Manifest::read(dir / "moeflux.json"), FormatError, "is not valid JSON");
 }
 
 }  // namespace

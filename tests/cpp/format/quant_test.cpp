@@ -50,17 +50,17 @@ TEST(Quant, LayoutOfEveryBitsAndGroup) {
     }
   }
   EXPECT_EQ(stored_nbytes(Dtype::bf16, {3, 5}, {}), 30u);
-  EXPECT_THROW_MSG(quant_layout({384}, {}), ShapeError, "only 2-D tensors are quantized, not [384]");
+  EXPECT_THROW_WITH(quant_layout({384}, {}), ShapeError, "only 2-D tensors are quantized, not [384]");
 }
 
 TEST(Quant, ChecksParameters) {
   check_quant_params({2, 128, Dtype::f16}, 256, "t");
-  EXPECT_THROW_MSG(check_quant_params({5, 64, Dtype::bf16}, 64, "tensor w"), ConfigError,
-                   "tensor w: 5-bit quantization is not supported");
-  EXPECT_THROW_MSG(check_quant_params({4, 48, Dtype::bf16}, 96, "tensor w"), ConfigError, "group size 48");
-  EXPECT_THROW_MSG(check_quant_params({4, 64, Dtype::f32}, 64, "tensor w"), ConfigError, "bf16 or f16");
-  EXPECT_THROW_MSG(check_quant_params({4, 64, Dtype::bf16}, 96, "tensor w"), ConfigError,
-                   "rows of 96 elements do not split into groups of 64");
+  EXPECT_THROW_WITH(check_quant_params({5, 64, Dtype::bf16}, 64, "tensor w"), ConfigError,
+                    "tensor w: 5-bit quantization is not supported");
+  EXPECT_THROW_WITH(check_quant_params({4, 48, Dtype::bf16}, 96, "tensor w"), ConfigError, "group size 48");
+  EXPECT_THROW_WITH(check_quant_params({4, 64, Dtype::f32}, 64, "tensor w"), ConfigError, "bf16 or f16");
+  EXPECT_THROW_WITH(check_quant_params({4, 64, Dtype::bf16}, 96, "tensor w"), ConfigError,
+                    "rows of 96 elements do not split into groups of 64");
 }
 
 // Gaussian rows, one constant group, one group with an outlier, one with values of mixed scale.

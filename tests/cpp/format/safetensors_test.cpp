@@ -32,7 +32,7 @@ TEST(Safetensors, ReadsASingleFile) {
   EXPECT_EQ(vb.nbytes, 6u);
   EXPECT_EQ(raw_float_bytes(vb), testing::bf16_bytes(b));
   EXPECT_EQ(ckpt.file_of("w.b"), dir / "model.safetensors");
-  EXPECT_THROW_MSG(ckpt.get("w.c"), FormatError, "tensor w.c is not in the checkpoint");
+  EXPECT_THROW_WITH(ckpt.get("w.c"), FormatError, "tensor w.c is not in the checkpoint");
 }
 
 TEST(Safetensors, ReadsShardsThroughTheIndex) {
@@ -67,35 +67,35 @@ TEST(Safetensors, RefusesADuplicateTensorAcrossShards) {
   TempDir dir;
   testing::write_file(dir / "a.safetensors", testing::safetensors_file({{"x", {1}, {1}}}));
   testing::write_file(dir / "b.safetensors", testing::safetensors_file({{"x", {1}, {2}}}));
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "tensor x appears in both");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "tensor x appears in both");
 }
 
 TEST(Safetensors, RefusesADirectoryWithoutWeights) {
   TempDir dir;
   testing::write_file(dir / "config.json", "{}");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "holds no *.safetensors files");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir / "absent"), IoError, "is not a directory");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "holds no *.safetensors files");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir / "absent"), IoError, "is not a directory");
 }
 
 TEST(Safetensors, RefusesAnIndexNamingAMissingShard) {
   TempDir dir;
   testing::write_file(dir / "model.safetensors.index.json", R"({"weight_map":{"x":"gone.safetensors"}})");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "lists the shard gone.safetensors");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "lists the shard gone.safetensors");
   testing::write_file(dir / "model.safetensors.index.json", R"({"weight_map":{"x":"../x.safetensors"}})");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "outside the checkpoint");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "outside the checkpoint");
   testing::write_file(dir / "model.safetensors.index.json", R"({"weight_map":)");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "is not valid JSON");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "is not valid JSON");
   testing::write_file(dir / "a.safetensors", testing::safetensors_file({{"y", {1}, {1}}}));
   testing::write_file(dir / "model.safetensors.index.json", R"({"weight_map":{"x":"a.safetensors"}})");
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, "places tensor x in a.safetensors");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, "places tensor x in a.safetensors");
 }
 
 // Writes one corrupt file and expects open() to refuse it naming the file and the problem.
 void expect_corrupt(const std::string& bytes, const std::string& fragment) {
   TempDir dir;
   testing::write_file(dir / "model.safetensors", bytes);
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, fragment);
-  EXPECT_THROW_MSG(SafetensorsCheckpoint::open(dir.path()), FormatError, dir / "model.safetensors");
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, fragment);
+  EXPECT_THROW_WITH(SafetensorsCheckpoint::open(dir.path()), FormatError, dir / "model.safetensors");
 }
 
 const std::string kGoodHeader = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
@@ -144,8 +144,8 @@ TEST(Safetensors, ListsTypesItCannotStoreButRefusesToReadThem) {
                       testing::safetensors_file({{"ids", {2}, {0, 0}, "I64"}, {"w", {1}, {1}}}));
   const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(dir.path());
   EXPECT_TRUE(ckpt.contains("ids"));
-  EXPECT_THROW_MSG(ckpt.get("ids"), Unsupported,
-                   "tensor ids in " + (dir / "model.safetensors") + " has dtype I64");
+  EXPECT_THROW_WITH(ckpt.get("ids"), Unsupported,
+                    "tensor ids in " + (dir / "model.safetensors") + " has dtype I64");
   EXPECT_EQ(ckpt.get("w").nbytes, 4u);
 }
 
