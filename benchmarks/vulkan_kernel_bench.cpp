@@ -1,7 +1,8 @@
 // Decode-sized kernels in isolation on the Vulkan backend: for each case, REPEAT calls recorded
-// back to back, either as a chain (each call reads the previous one's output, so a barrier
+// back to back, either as a chain (each call overwrites the previous one's output, so a barrier
 // separates them: the latency a decode step pays per op) or independent (outputs rotate over
-// several tensors, so calls overlap: the throughput). Prints one JSON line per case with the wall
+// several tensors, so calls overlap: the throughput); matrix-vector products with their weight
+// warm in the GPU's caches or cold (rotating over copies larger than the caches, as in decode). Prints one JSON line per case with the wall
 // time per call and, with the profiler on, the GPU time per command.
 //   vulkan_kernel_bench [REPEAT=400] [DEVICE=""]
 #include <chrono>
@@ -124,28 +125,33 @@ int main(int argc, char** argv) {
       int bits;  // 0: bf16
       std::int64_t N, K;
     };
+    // Weights rotate over copies filling kColdBytes (well past the L2 caches of today's GPUs), as a
+    // decode step streams each weight from memory; "warm" reads one copy again and again.
+    constexpr double kColdBytes = 256e6;
     for (const MatCase c : {MatCase{8, 4096, 2048}, MatCase{8, 512, 2048}, MatCase{8, 2048, 4096}, MatCase{4, 1536, 2048},
                             MatCase{4, 2048, 768}, MatCase{0, 128, 2048}, MatCase{8, 151936, 2048}}) {
-      std::unique_ptr<Quantized> q;
+      std::vector<std::unique_ptr<Quantized>> q;
       std::unique_ptr<Bf16> f;
-      Tensor w;
+      std::vector<Tensor> w;
       double bytes;
       if (c.bits > 0) {
-        q = std::make_unique<Quantized>(c.bits, c.N, c.K);
-        w = gpu.resident(q->view);
-        bytes = static_cast<double>(q->bytes.size());
+        q.push_back(std::make_unique<Quantized>(c.bits, c.N, c.K));
+        bytes = static_cast<double>(q[0]->bytes.size());
       } else {
         f = std::make_unique<Bf16>(c.N, c.K);
-        w = gpu.resident(f->view);
         bytes = static_cast<double>(f->bits.size() * 2);
       }
+      const int copies = std::max(1, static_cast<int>(kColdBytes / bytes));
+      for (int i = 0; i < copies; ++i) w.push_back(gpu.resident(c.bits > 0 ? q[0]->view : f->view));
       const std::string name = (c.bits ? "q" + std::to_string(c.bits) : std::string("bf16")) + " matvec " +
                                std::to_string(c.N) + "x" + std::to_string(c.K);
       std::vector<Tensor> x = tensors({1, c.K}, 1), y = tensors({1, c.N}, kRotate);
       const int n = c.N > 100000 ? repeat / 20 : repeat;
-      measure(gpu, name, "chain", n, bytes, [&](int) { gpu.matmul(x[0], w, y[0]); });
-      measure(gpu, name, "independent", n, bytes,
-              [&](int i) { gpu.matmul(x[0], w, y[static_cast<std::size_t>(i % kRotate)]); });
+      const auto at = [&](int i) { return static_cast<std::size_t>(i % copies); };
+      measure(gpu, name, "chain warm", n, bytes, [&](int) { gpu.matmul(x[0], w[0], y[0]); });
+      measure(gpu, name, "chain cold", n, bytes, [&](int i) { gpu.matmul(x[0], w[at(i)], y[0]); });
+      measure(gpu, name, "independent cold", n, bytes,
+              [&](int i) { gpu.matmul(x[0], w[at(i)], y[static_cast<std::size_t>(i % kRotate)]); });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vulkan_kernel_bench: %s\n", e.what());

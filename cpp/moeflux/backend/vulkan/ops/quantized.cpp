@@ -15,6 +15,12 @@ namespace {
 
 constexpr std::int64_t kVecMaxT = 8;   // MAX_T of matmul_vec_q.comp
 constexpr std::int64_t kVecRows = 2;   // ROWS of matmul_vec_q.comp: rows per team
+constexpr std::int64_t kStagedFloats = 6144;  // X_FLOATS of matmul_vec_q_staged.comp
+constexpr std::uint32_t kStagedShared = kStagedFloats / 32 * 9 * 16;  // its shared memory, bytes
+constexpr std::int64_t kStagedMaxRows = 4;    // MAX_ROWS of matmul_vec_q_staged.comp
+// Subgroups a dispatch should keep busy before one takes several rows (enough for a large GPU's
+// compute units to hold several each).
+constexpr std::int64_t kStagedTeams = 1024;
 constexpr std::int64_t kTile = 64;     // TILE of matmul_tiled_q.comp
 
 }  // namespace
@@ -26,6 +32,8 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
   const format::QuantLayout layout = format::quant_layout(w.shape(), w.quant());
   const bool sg = dev.features().subgroup_arithmetic;
   const Pipeline& vec = ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg));
+  const bool can_stage = sg && dev.limits().max_shared_memory >= kStagedShared;
+  const Pipeline* staged = can_stage ? &ctx.pipelines.get(variant("matmul_vec_q_staged", w.dtype(), true)) : nullptr;
   const Pipeline& tiled = ctx.pipelines.get(variant("matmul_tiled_q", w.dtype()));
   // matmul_vec_q gives each team (subgroup) kVecRows rows (the shader strides over rows, so a guess
   // is enough).
@@ -52,8 +60,17 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
                                     static_cast<std::uint32_t>(layout.row_bytes / 4),
                                     static_cast<std::uint32_t>(layout.groups_per_row),
                                     static_cast<std::uint32_t>(w.quant().group_size),
-                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u};
-      if (tn <= kVecMaxT) {
+                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u,
+                                    1u};
+      if (staged && tn <= kVecMaxT && tn * K <= kStagedFloats) {
+        // Wide loads of several rows per subgroup once there are enough rows to go round.
+        const std::int64_t team_rows = std::clamp<std::int64_t>(nn / kStagedTeams, 1, kStagedMaxRows);
+        params::MatmulQParams ps = p;
+        ps.team_rows = static_cast<std::uint32_t>(team_rows);
+        const std::int64_t per_group = team_rows * std::max<std::uint32_t>(1, staged->spec.local_size / subgroup);
+        ctx.recorder.dispatch(*staged, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, ps,
+                              {groups_for(nn, per_group, dev)});
+      } else if (tn <= kVecMaxT) {
         ctx.recorder.dispatch(vec, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
                               {groups_for(nn, vec_rows, dev)});
       } else {
