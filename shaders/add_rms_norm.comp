@@ -1,7 +1,9 @@
 #version 450
 // add_rms_norm: x[r] += y[r], then out[r] = rms_norm(x[r]) * w (or * (1 + w)), as add then rms_norm
-// compute them; one workgroup per row. Bindings: 0 y f32 [R, C], 1 w WEIGHT_T [C], 2 x f32 [R, C]
-// (read and written), 3 out f32 [R, C]. Defines: W_F32 | W_F16 | W_BF16; USE_SUBGROUP.
+// compute them; one workgroup per row, held in registers up to 16 * WG elements, the sum x + y
+// written once and normalised from registers (common/rms_norm_rows.glsl). Bindings: 0 y f32 [R, C],
+// 1 w WEIGHT_T [C], 2 x f32 [R, C] (read and written), 3 out f32 [R, C]. Defines: W_F32 | W_F16 |
+// W_BF16; USE_SUBGROUP.
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #define REDUCE_N 1

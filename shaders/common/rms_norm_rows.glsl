@@ -1,32 +1,95 @@
 // The rows of rms_norm and add_rms_norm (ADD_RESIDUAL: x += y first, y laid out as x from
-// p.y_offset). The including shader binds x, w and out (and y).
+// p.y_offset). The including shader binds x, w and out (and y). One workgroup per row, rows in a
+// grid-stride loop. Invocation tid owns the row's elements tid + i * WG and sums their squares in
+// ascending i; the workgroup adds those sums (subgroup sums, then the subgroups' in order, or the
+// shared-memory tree). Rows of at most ROW_VALUES * WG elements stay in registers: every load
+// (x, y, w) is issued before the first is used, so the row costs one memory round trip and one
+// barrier (USE_SUBGROUP); longer rows loop, reading x again for the output. Both paths add in the
+// same order, so they give the same bits.
 #ifndef MOEFLUX_RMS_NORM_ROWS_GLSL
 #define MOEFLUX_RMS_NORM_ROWS_GLSL
+
+#define ROW_VALUES 16  // per invocation: 4096-element rows at WG = 256
+
+// The workgroup's sum of v, in every invocation. Call from uniform control flow; the shared
+// memory it uses may be rewritten only after a barrier.
+float row_sum(float v) {
+#ifdef USE_SUBGROUP
+  v = subgroupAdd(v);
+  if (subgroupElect()) reduce_scratch[gl_SubgroupID] = v;
+  barrier();
+  float s = 0.0;  // each invocation adds the subgroups' sums itself: no second barrier
+  for (uint i = 0; i < gl_NumSubgroups; ++i) s += reduce_scratch[i];
+  return s;
+#else
+  float sum[REDUCE_N];
+  sum[0] = v;
+  workgroup_sums(sum);
+  return reduce_total[0];
+#endif
+}
+
+float row_inv_rms(float sum_of_squares) { return 1.0 / sqrt(row_sum(sum_of_squares) / float(p.row_len) + p.eps); }
+
+float row_weight(float wc) { return p.zero_centered != 0 ? 1.0 + wc : wc; }
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint C = p.row_len;
   for (uint r = gl_WorkGroupID.x; r < p.n_rows; r += gl_NumWorkGroups.x) {
-    const uint xr = p.x_offset + r * C;
-    float sum[REDUCE_N];
-    sum[0] = 0.0;
-    for (uint c = tid; c < C; c += WG) {
+    const uint xr = p.x_offset + r * C, outr = p.out_offset + r * C;
 #ifdef ADD_RESIDUAL
-      const float v = x[xr + c] + y[p.y_offset + r * C + c];
-      x[xr + c] = v;  // read back below by this same invocation
-#else
-      const float v = x[xr + c];
+    const uint yr = p.y_offset + r * C;
 #endif
-      sum[0] += v * v;
+    if (C <= ROW_VALUES * WG) {
+      // Constant trip counts: the loops unroll and the arrays stay in registers.
+      float v[ROW_VALUES], wv[ROW_VALUES];
+#ifdef ADD_RESIDUAL
+      float yv[ROW_VALUES];
+#endif
+      for (uint i = 0; i < ROW_VALUES; ++i) {
+        const uint c = tid + i * WG;
+        if (c < C) {
+          v[i] = x[xr + c];
+#ifdef ADD_RESIDUAL
+          yv[i] = y[yr + c];
+#endif
+          wv[i] = weight_to_float(w[p.w_offset + c]);
+        }
+      }
+      float s = 0.0;
+      for (uint i = 0; i < ROW_VALUES; ++i) {
+        const uint c = tid + i * WG;
+        if (c < C) {
+#ifdef ADD_RESIDUAL
+          v[i] += yv[i];
+          x[xr + c] = v[i];
+#endif
+          s += v[i] * v[i];
+        }
+      }
+      const float inv_rms = row_inv_rms(s);
+      for (uint i = 0; i < ROW_VALUES; ++i) {
+        const uint c = tid + i * WG;
+        if (c < C) out_[outr + c] = (v[i] * inv_rms) * row_weight(wv[i]);
+      }
+    } else {
+      float s = 0.0;
+      for (uint c = tid; c < C; c += WG) {
+#ifdef ADD_RESIDUAL
+        const float v = x[xr + c] + y[yr + c];
+        x[xr + c] = v;  // read back below by this same invocation
+#else
+        const float v = x[xr + c];
+#endif
+        s += v * v;
+      }
+      const float inv_rms = row_inv_rms(s);
+      for (uint c = tid; c < C; c += WG) {
+        out_[outr + c] = (x[xr + c] * inv_rms) * row_weight(weight_to_float(w[p.w_offset + c]));
+      }
     }
-    workgroup_sums(sum);
-    const float inv_rms = 1.0 / sqrt(reduce_total[0] / float(C) + p.eps);
-    const uint outr = p.out_offset + r * C;
-    for (uint c = tid; c < C; c += WG) {
-      const float wc = weight_to_float(w[p.w_offset + c]);
-      out_[outr + c] = (x[xr + c] * inv_rms) * (p.zero_centered != 0 ? 1.0 + wc : wc);
-    }
-    barrier();  // in place: every x of this row is read before the next row's reduction writes
+    if (r + gl_NumWorkGroups.x < p.n_rows) barrier();  // the next row reuses the reduction's shared memory
   }
 }
 

@@ -1,6 +1,8 @@
 // rms_norm on Vulkan against the CPU backend: every weight dtype and configuration, widths from 1
-// to past 4096 (below, at and above the subgroup and workgroup sizes), zero-centered weights,
-// per-head views and in-place use; add_rms_norm (the residual add fused in front).
+// to past 4096 (below, at and above the subgroup and workgroup sizes; 4096, the longest row the
+// shader holds in registers at WG 256, and 4097, the shortest it loops over), zero-centered
+// weights, per-head views and in-place use; add_rms_norm (the residual add fused in front); more
+// rows than workgroups, so a workgroup normalises several.
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -18,7 +20,7 @@ constexpr double kRtol = 1e-5;
 
 TEST_P(VulkanRmsNorm, MatchesCpu) {
   const OpCase c = GetParam();
-  const std::int64_t widths[] = {1, 7, 31, 32, 33, 63, 64, 65, 257, 4099};
+  const std::int64_t widths[] = {1, 7, 31, 32, 33, 63, 64, 65, 257, 2048, 4096, 4097, 4099};
   unsigned seed = 100;
   for (const std::int64_t C : widths) {
     for (const bool zero_centered : {false, true}) {
@@ -59,9 +61,13 @@ TEST_P(VulkanRmsNorm, NormalisesEachHeadOfARowView) {
 TEST_P(VulkanRmsNorm, AddRmsNormUpdatesTheResidualAndNormalises) {
   const OpCase c = GetParam();
   unsigned seed = 300;
-  for (const std::int64_t C : {std::int64_t{1}, std::int64_t{65}, std::int64_t{4099}}) {
-    SCOPED_TRACE(util::concat("C=", C));
-    const std::int64_t R = 3;
+  struct Dims {
+    std::int64_t R, C;
+  };
+  for (const Dims d :
+       {Dims{3, 1}, Dims{3, 65}, Dims{1, 2048}, Dims{8, 2048}, Dims{2, 4096}, Dims{3, 4097}, Dims{3, 4099}}) {
+    const std::int64_t R = d.R, C = d.C;
+    SCOPED_TRACE(util::concat("R=", R, " C=", C));
     const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), ++seed, -2.0f, 2.0f);
     const std::vector<float> y = random_values(x.size(), ++seed, -2.0f, 2.0f);
     const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), ++seed, -1.5f, 1.5f));
@@ -77,6 +83,27 @@ TEST_P(VulkanRmsNorm, AddRmsNormUpdatesTheResidualAndNormalises) {
     xg.expect_guards_intact("add_rms_norm x");
     outg.expect_guards_intact("add_rms_norm out");
   }
+}
+
+// Past the device's group count a workgroup takes several rows (its reduction's shared memory
+// reused after a barrier). add_rms_norm only, in one configuration: tens of thousands of
+// workgroups are slow on a CPU implementation, and rms_norm runs the same rows code.
+TEST_P(VulkanRmsNorm, MoreRowsThanWorkgroups) {
+  const OpCase c = GetParam();
+  if (c.dtype != format::Dtype::f32 || c.config.name != "default") GTEST_SKIP() << "one case suffices";
+  const std::int64_t C = 65, R = gpu_->device().limits().max_groups[0] + std::int64_t{7};
+  const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), 400, -2.0f, 2.0f);
+  const std::vector<float> y = random_values(x.size(), 401, -2.0f, 2.0f);
+  const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), 402, -1.5f, 1.5f));
+  const backend::NormOptions options{.eps = 1e-6f, .zero_centered = false};
+  Guarded xc(*cpu_, {R, C}, x), yc(*cpu_, {R, C}, y), outc(*cpu_, {R, C});
+  Guarded xg(*gpu_, {R, C}, x), yg(*gpu_, {R, C}, y), outg(*gpu_, {R, C});
+  Tensor xct = xc.tensor(), xgt = xg.tensor();
+  cpu_->add_rms_norm(xct, yc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
+  gpu_->add_rms_norm(xgt, yg.tensor(), gpu_->resident(w.view()), options, outg.tensor());
+  expect_same_bits(xg.values(), xc.values(), "the residual x + y");
+  expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
+  outg.expect_guards_intact("add_rms_norm");
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,

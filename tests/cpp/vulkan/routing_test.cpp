@@ -1,7 +1,9 @@
 // Routing left on the device: route_softmax_topk against the host reference (backend/routing.h) on
 // fresh logits with ties, several T, E and k, both normalisations (experts identical, weights
-// near); and moe_experts_routed, run from that routing with every expert in the device tier,
-// giving the bits of moe_experts with the routing downloaded (what a layer gets whatever the budget).
+// near), on both sides of the shader's subgroup path (E <= 16 x subgroup size, k <= subgroup size:
+// 128 and 8 on lavapipe's 8 lanes, 512 and 32 on 32) and on ties within and across lanes; and
+// moe_experts_routed, run from that routing with every expert in the device tier, giving the bits
+// of moe_experts with the routing downloaded (what a layer gets whatever the budget).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -45,7 +47,10 @@ TEST_P(VulkanRouting, SoftmaxTopkMatchesTheHostReference) {
     int k;
   };
   unsigned seed = 2100;
-  for (const Dims d : {Dims{1, 5, 1}, Dims{3, 128, 8}, Dims{17, 513, 10}, Dims{2, 64, 64}}) {
+  const Dims dims[] = {{1, 1, 1},   {1, 5, 1},   {3, 128, 8},   {9, 128, 1},  {40, 100, 8}, {5, 61, 7},
+                       {2, 129, 8}, {3, 512, 8}, {3, 513, 8},   {17, 513, 10}, {4, 100, 9},  {2, 100, 32},
+                       {2, 100, 33}, {2, 64, 64}};
+  for (const Dims d : dims) {
     for (const bool normalize : {false, true}) {
       SCOPED_TRACE(util::concat("T=", d.T, " E=", d.E, " k=", d.k, normalize ? " normalized" : ""));
       std::vector<float> logits = random_values(static_cast<std::size_t>(d.T * d.E), ++seed, -4.0f, 4.0f);
@@ -62,6 +67,51 @@ TEST_P(VulkanRouting, SoftmaxTopkMatchesTheHostReference) {
       EXPECT_EQ(cpu.experts, experts);
       expect_same_bits(cpu.weights, weights, "the CPU backend's weights");
     }
+  }
+}
+
+TEST_P(VulkanRouting, TiesGoToTheLowerExpert) {
+  const std::int64_t T = 3, E = 100;  // no multiple of a subgroup: the last slot is partly padding
+  std::vector<float> logits = random_values(static_cast<std::size_t>(T * E), 2150, -4.0f, 2.0f);
+  auto at = [&](std::int64_t t, std::int64_t e) -> float& { return logits[static_cast<std::size_t>(t * E + e)]; };
+  for (std::int64_t e = 0; e < E; ++e) at(0, e) = 0.5f;  // token 0: every expert ties
+  for (const std::int64_t e : {99, 69, 37, 13, 5}) at(1, e) = 3.0f;  // token 1: five tie at the top, lanes and slots apart
+  at(2, 50) = 3.0f, at(2, 98) = at(2, 2) = 2.5f;  // token 2: a tie after the first choice
+  const std::vector<std::vector<std::int32_t>> leading = {{0, 1, 2, 3, 4, 5, 6, 7}, {5, 13, 37, 69, 99}, {50, 2, 98}};
+  for (const int k : {1, 8}) {
+    for (const bool normalize : {false, true}) {
+      SCOPED_TRACE(util::concat("k=", k, normalize ? " normalized" : ""));
+      const RouteOptions o{k, normalize};
+      const Routed got = route_on(*gpu_, logits, T, E, o);
+      for (std::size_t t = 0; t < leading.size(); ++t) {
+        for (std::size_t s = 0; s < std::min(leading[t].size(), static_cast<std::size_t>(k)); ++s) {
+          EXPECT_EQ(got.experts[t * static_cast<std::size_t>(k) + s], leading[t][s]) << "token " << t << ", slot " << s;
+        }
+      }
+      std::vector<std::int32_t> experts(got.experts.size());
+      std::vector<float> weights(experts.size());
+      backend::softmax_topk(logits, T, static_cast<int>(E), o, experts, weights);
+      EXPECT_EQ(got.experts, experts);
+      expect_near_cpu(got.weights, weights, 1e-5, "weights");
+    }
+  }
+}
+
+// Where E <= WG (256), the subgroup path adds the exps in the workgroup path's order: with k =
+// subgroup size and k + 1 (the workgroup path, with subgroup sums), the probabilities agree bit for bit.
+TEST_P(VulkanRouting, TheSubgroupPathAddsAsTheWorkgroupPath) {
+  const auto& f = gpu_->device().features();
+  const std::int64_t T = 5, E = 100;
+  const int k = static_cast<int>(f.subgroup_size);
+  if (!f.subgroup_arithmetic || k + 1 > E) GTEST_SKIP() << "no subgroup arithmetic, or subgroups of " << k;
+  const std::vector<float> logits = random_values(static_cast<std::size_t>(T * E), 2160, -4.0f, 4.0f);
+  const Routed sub = route_on(*gpu_, logits, T, E, {k, false});
+  const Routed group = route_on(*gpu_, logits, T, E, {k + 1, false});
+  for (std::int64_t t = 0; t < T; ++t) {
+    SCOPED_TRACE(util::concat("token ", t));
+    const auto first = [&](const auto& v, int n) { return std::vector(v.begin() + t * n, v.begin() + t * n + k); };
+    EXPECT_EQ(first(sub.experts, k), first(group.experts, k + 1));
+    expect_same_bits(first(sub.weights, k), first(group.weights, k + 1), "probabilities");
   }
 }
 

@@ -23,6 +23,7 @@ namespace {
 constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert matrix path (moe.cpp)
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
+constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of moe_route.comp
 
 }  // namespace
 
@@ -74,11 +75,16 @@ void VulkanBackend::route_softmax_topk(const Tensor& logits, const RouteOptions&
     return;
   }
   if (T == 0) return;
-  const Pipeline& pipeline = ctx.pipelines.get(dev.features().subgroup_arithmetic ? "moe_route_f32_sg" : "moe_route_f32");
+  const bool sg = dev.features().subgroup_arithmetic;
+  const Pipeline& pipeline = ctx.pipelines.get(sg ? "moe_route_f32_sg" : "moe_route_f32");
+  // The shader's subgroup path (the same test) routes a token per subgroup, else one per workgroup.
+  const std::int64_t subgroup = dev.features().subgroup_size;
+  const bool per_subgroup = sg && subgroup > 0 && E <= kRouteLaneValues * subgroup && options.k <= subgroup;
+  const std::int64_t per_group = per_subgroup ? std::max<std::int64_t>(1, pipeline.spec.local_size / subgroup) : 1;
   const Window lw = whole(logits, dev), rw = whole(routing, dev);
   const params::MoeRouteParams p{lw.first, rw.first, static_cast<std::uint32_t>(T), static_cast<std::uint32_t>(E),
                                  static_cast<std::uint32_t>(options.k), options.normalize ? 1u : 0u};
-  ctx.recorder.dispatch(pipeline, {lw.binding}, {rw.binding}, p, {groups_for(T, 1, dev)});
+  ctx.recorder.dispatch(pipeline, {lw.binding}, {rw.binding}, p, {groups_for(T, per_group, dev)});
 }
 
 void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table,
