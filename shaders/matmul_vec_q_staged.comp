@@ -53,7 +53,7 @@ void load_block(uint at, bool aligned, out uint w[Q_BITS]) {
     return;
   }
 #endif
-  for (uint i = 0; i < Q_BITS; ++i) w[i] = q_words[at + i];
+  [[unroll]] for (uint i = 0; i < Q_BITS; ++i) w[i] = q_words[at + i];
 }
 
 void main() {
@@ -72,14 +72,14 @@ void main() {
   for (uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID) * rows; row0 < p.N;
        row0 += gl_NumWorkGroups.x * gl_NumSubgroups * rows) {
     float acc[MAX_ROWS][MAX_T];
-    for (uint r = 0; r < MAX_ROWS; ++r) {
+    [[unroll]] for (uint r = 0; r < MAX_ROWS; ++r) {
       for (uint t = 0; t < MAX_T; ++t) acc[r][t] = 0.0;
     }
     for (uint b = lane; b < blocks; b += S) {
       // Every weight load of the step first (rows past N read the last row and are not stored).
       uint w[MAX_ROWS][Q_BITS];
       float scale[MAX_ROWS], bias[MAX_ROWS];
-      for (uint r = 0; r < MAX_ROWS; ++r) {
+      [[unroll]] for (uint r = 0; r < MAX_ROWS; ++r) {
         if (r >= rows) break;
         const uint row = min(row0 + r, p.N - 1u);
         load_block(p.q_first + row * p.row_words + b * Q_BITS, q_aligned, w[r]);
@@ -87,17 +87,17 @@ void main() {
         scale[r] = quad_half(s_words[(p.s_first + g) >> 1], p.s_first + g, p.scale_bf16);
         bias[r] = quad_half(b_words[(p.b_first + g) >> 1], p.b_first + g, p.scale_bf16);
       }
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         const uint xb = t * blocks * 9u + b * 9u;
         vec4 xv[8];
-        for (uint j = 0; j < 8u; ++j) xv[j] = xs[xb + j];
+        [[unroll]] for (uint j = 0; j < 8u; ++j) xv[j] = xs[xb + j];
         const vec4 xs4 = ((xv[0] + xv[1]) + (xv[2] + xv[3])) + ((xv[4] + xv[5]) + (xv[6] + xv[7]));
         const float xsum = (xs4.x + xs4.y) + (xs4.z + xs4.w);
-        for (uint r = 0; r < MAX_ROWS; ++r) {
+        [[unroll]] for (uint r = 0; r < MAX_ROWS; ++r) {
           if (r >= rows) break;
           float dq = 0.0;
-          for (uint j = 0; j < 8u; ++j) {
+          [[unroll]] for (uint j = 0; j < 8u; ++j) {
             const uint bit = j * 4u * Q_BITS, word = bit >> 5, shift = bit & 31u;
             const uint hi = shift + 4u * Q_BITS > 32u ? w[r][min(word + 1u, Q_BITS - 1u)] : 0u;
             dq += dot(quad_values(w[r][word], hi, shift), xv[j]);
@@ -106,9 +106,9 @@ void main() {
         }
       }
     }
-    for (uint r = 0; r < MAX_ROWS; ++r) {
+    [[unroll]] for (uint r = 0; r < MAX_ROWS; ++r) {
       if (r >= rows) break;
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         const float total = subgroupAdd(acc[r][t]);  // constant indices keep acc in registers
         if (lane == 0u && row0 + r < p.N) y[p.y_offset + t * p.ldy + row0 + r] = total;

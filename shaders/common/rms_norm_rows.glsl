@@ -47,7 +47,7 @@ void main() {
 #ifdef ADD_RESIDUAL
       float yv[ROW_VALUES];
 #endif
-      for (uint i = 0; i < ROW_VALUES; ++i) {
+      [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
         const uint c = tid + i * WG;
         if (c < C) {
           v[i] = x[xr + c];
@@ -58,7 +58,7 @@ void main() {
         }
       }
       float s = 0.0;
-      for (uint i = 0; i < ROW_VALUES; ++i) {
+      [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
         const uint c = tid + i * WG;
         if (c < C) {
 #ifdef ADD_RESIDUAL
@@ -69,7 +69,7 @@ void main() {
         }
       }
       const float inv_rms = row_inv_rms(s);
-      for (uint i = 0; i < ROW_VALUES; ++i) {
+      [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
         const uint c = tid + i * WG;
         if (c < C) out_[outr + c] = (v[i] * inv_rms) * row_weight(wv[i]);
       }

@@ -5,6 +5,9 @@
 #define MOEFLUX_TYPES_GLSL
 
 // Every #extension lives here, before any declaration, as GLSL requires.
+// [[unroll]] (control_flow_attributes): loops over register arrays must unroll to keep them in
+// registers; glslc leaves constant-count loops rolled and not every driver unrolls them.
+#extension GL_EXT_control_flow_attributes : enable
 #if defined(W_F16) || defined(W_BF16)
 #extension GL_EXT_shader_16bit_storage : require
 #endif
