@@ -111,6 +111,11 @@ int main(int argc, char** argv) {
       measure(gpu, "add 1x2048", "independent", repeat, 3.0 * H * 4,
               [&](int i) { gpu.add(b[0], b[0], a[static_cast<std::size_t>(i % kRotate)]); });
     }
+    {  // streaming: a + b of 64 Mi floats each (3 x 256 MiB moved per call)
+      constexpr std::int64_t n = 64ll << 20;
+      std::vector<Tensor> a = tensors({n}, 2);
+      measure(gpu, "add 64Mi", "chain", repeat / 20, 3.0 * n * 4, [&](int) { gpu.add(a[0], a[0], a[1]); });
+    }
     {
       std::vector<Tensor> x = tensors({1, H}, kRotate), y = tensors({1, H}, 1), out = tensors({1, H}, kRotate);
       const std::vector<Tensor> w = tensors({H}, 1);
