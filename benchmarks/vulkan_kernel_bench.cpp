@@ -66,7 +66,12 @@ struct Bf16 {
 // Runs `call(i)` `repeat` times after a warm-up and prints the case's line.
 void measure(backend::vk::VulkanBackend& gpu, const std::string& name, const std::string& mode, int repeat,
              double bytes_per_call, const std::function<void(int)>& call) {
-  for (int i = 0; i < 8; ++i) call(i);
+  // Warm-up long enough for the GPU to raise its clocks (idle, it drops them within a second).
+  const auto warm_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  for (int i = 0; std::chrono::steady_clock::now() < warm_until; ++i) {
+    call(i);
+    if (i % 64 == 63) gpu.finish();
+  }
   gpu.finish();
   gpu.reset_stats();
   const auto start = std::chrono::steady_clock::now();
