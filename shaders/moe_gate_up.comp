@@ -3,8 +3,7 @@
 // routed experts of T tokens (e = routing[t, s]) and each row n of the expert's gate and up
 // (read by address from the layer's expert table; a pair whose table entry is 0 is skipped).
 // Grid: x over rows (a team per row), y over pairs.
-// Bindings: 0 x f32 [T, K] (also read as vec4), 1 routing uint [T, 2k], 2 table uint [E, 6],
-// 3 act f32 [T * k, N].
+// Bindings: 0 x f32 [T, K], 1 routing uint [T, 2k], 2 table uint [E, 6], 3 act f32 [T * k, N].
 #define USE_BUFFER_REFERENCE
 #include "common/types.glsl"
 #include "common/grid.glsl"
@@ -13,10 +12,8 @@
 #include "common/reduce.glsl"
 #endif
 #include "params/moe_pairs.h"
-#define DOTS 2  // gate and up, over one read of x
 
 layout(std430, binding = 0) readonly buffer In { float vin[]; };
-layout(std430, binding = 0) readonly buffer In4 { vec4 vin4[]; };
 layout(std430, binding = 1) readonly buffer Routing { uint routing[]; };
 layout(std430, binding = 2) readonly buffer Table { uint table[]; };
 layout(std430, binding = 3) writeonly buffer Act { float act[]; };
@@ -33,9 +30,10 @@ void main() {
     if (gate == uvec2(0) || up == uvec2(0)) continue;  // not this call's expert
     const uint base = p.in_offset + t * p.K;
     for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
-      float d[DOTS];
-      lane_dots(uvec2[DOTS](gate, up), uint[DOTS](base, base), row, d);
-      float g = d[0], u = d[1];
+      use_block(gate);
+      float g = lane_dot(row, base);
+      use_block(up);
+      float u = lane_dot(row, base);
 #ifdef USE_SUBGROUP
       g = subgroupAdd(g);
       u = subgroupAdd(u);

@@ -17,10 +17,9 @@ MF_PARAMS_BEGIN(MatmulQParams)
   MF_U32 groups;
   MF_U32 group_size;
   MF_U32 scale_bf16;
-  MF_U32 team_rows;  // matmul_vec_q_staged: rows a subgroup takes at once (1..MAX_ROWS)
 MF_PARAMS_END(MatmulQParams)
 MF_PARAMS_CHECK(MatmulQParams, T, 8)
 MF_PARAMS_CHECK(MatmulQParams, q_first, 24)
 MF_PARAMS_CHECK(MatmulQParams, scale_bf16, 48)
-MF_PARAMS_SIZE(MatmulQParams, 56)
+MF_PARAMS_SIZE(MatmulQParams, 52)
 #endif

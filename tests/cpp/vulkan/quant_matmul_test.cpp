@@ -1,6 +1,6 @@
 // matmul and embedding with quantized weights on Vulkan against the CPU backend: every bit width,
-// group size and scale dtype, T = 1 and 3 (matmul_vec_q), 17 and 64 (matmul_tiled_q), odd N, K
-// past 4096, in every configuration (smallrange cuts the weight's sections into row windows).
+// group size and scale dtype, T = 1, 3 and 8 (matmul_vec_q, and matmul_vec_q_quads at 4099 rows),
+// 17 and 64 (matmul_tiled_q), odd N, K past 4096, in every configuration (smallrange cuts the weight's sections into row windows).
 #include <cmath>
 #include <random>
 #include <vector>
@@ -55,7 +55,8 @@ TEST_P(VulkanQuantMatmul, MatchesCpu) {
       struct Shape2 {
         std::int64_t N, K;
       };
-      for (const Shape2 s : {Shape2{257, group}, Shape2{33, 3 * group}, Shape2{7, 4096 + group}}) {
+      // 4099 rows: enough for matmul_vec_q_quads, with an odd last row.
+      for (const Shape2 s : {Shape2{257, group}, Shape2{33, 3 * group}, Shape2{7, 4096 + group}, Shape2{4099, 2 * group}}) {
         const auto n = static_cast<std::size_t>(s.N * s.K);
         const QuantizedWeight w(params, {s.N, s.K}, random_values(n, ++seed, -2.0f, 2.0f));
         for (const std::int64_t T : {1, 3, 8, 17, 64}) check_matmul(*cpu_, *gpu_, w, T, ++seed);

@@ -107,7 +107,6 @@ Device::Device(const VulkanOptions& options) : instance_(options.validation) {
   limits_.storage_alignment = l.minStorageBufferOffsetAlignment;
   limits_.max_groups = {l.maxComputeWorkGroupCount[0], l.maxComputeWorkGroupCount[1], l.maxComputeWorkGroupCount[2]};
   limits_.max_invocations = l.maxComputeWorkGroupInvocations;
-  limits_.max_shared_memory = l.maxComputeSharedMemorySize;
   limits_.max_push_constants = l.maxPushConstantsSize;
   limits_.max_allocation = p11.maxMemoryAllocationSize;
   limits_.max_buffer = p11.maxMemoryAllocationSize;

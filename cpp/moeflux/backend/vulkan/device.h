@@ -33,7 +33,6 @@ struct DeviceLimits {
   std::uint64_t storage_alignment = 0;   // minStorageBufferOffsetAlignment
   std::array<std::uint32_t, 3> max_groups{};  // maxComputeWorkGroupCount
   std::uint32_t max_invocations = 0;     // maxComputeWorkGroupInvocations
-  std::uint32_t max_shared_memory = 0;   // maxComputeSharedMemorySize, bytes
   std::uint32_t max_push_constants = 0;  // bytes
   std::uint64_t max_allocation = 0;      // maxMemoryAllocationSize
   std::uint64_t max_buffer = 0;          // the largest VkBuffer we create

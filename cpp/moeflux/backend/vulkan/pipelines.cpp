@@ -56,7 +56,7 @@ constexpr ShaderSpec kShaders[] = {
     {"dequantize", 4, sizeof(DequantizeParams), 256},
     {"embedding_q", 5, sizeof(EmbeddingQParams), 64},
     {"matmul_vec_q", 5, sizeof(MatmulQParams), 128},
-    {"matmul_vec_q_staged", 5, sizeof(MatmulQParams), 128},
+    {"matmul_vec_q_quads", 5, sizeof(MatmulQParams), 128},
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},
     {"attention_split", 4, sizeof(AttentionParams), 128},
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},

@@ -1,5 +1,6 @@
 // Quantized weights (q8/q4/q3/q2). matmul: few rows of x (decode) take matmul_vec_q, one subgroup
-// per weight row where the device has subgroup arithmetic; more take matmul_tiled_q, which
+// per weight row where the device has subgroup arithmetic, or for matrices with many rows
+// matmul_vec_q_quads (two rows per subgroup read by quads); more take matmul_tiled_q, which
 // dequantizes tiles of w into shared memory. embedding: rows dequantized exactly (embedding_q).
 // Weights larger than one binding go in row ranges, their three sections as windows.
 #include <algorithm>
@@ -13,14 +14,12 @@
 namespace moeflux::backend::vk {
 namespace {
 
-constexpr std::int64_t kVecMaxT = 8;   // MAX_T of matmul_vec_q.comp
-constexpr std::int64_t kVecRows = 2;   // ROWS of matmul_vec_q.comp: rows per team
-constexpr std::int64_t kStagedFloats = 6144;  // X_FLOATS of matmul_vec_q_staged.comp
-constexpr std::uint32_t kStagedShared = kStagedFloats / 32 * 9 * 16;  // its shared memory, bytes
-constexpr std::int64_t kStagedMaxRows = 4;    // MAX_ROWS of matmul_vec_q_staged.comp
-// Subgroups a dispatch should keep busy before one takes several rows (enough for a large GPU's
-// compute units to hold several each).
-constexpr std::int64_t kStagedTeams = 1024;
+constexpr std::int64_t kVecMaxT = 8;     // MAX_T of matmul_vec_q.comp and matmul_vec_q_quads.comp
+constexpr std::int64_t kQuadRows = 2;    // ROWS of matmul_vec_q_quads.comp: rows per subgroup
+// matmul_vec_q_quads streams large matrices faster (1.6 TB/s against 0.9 for a 311 MB LM head on an
+// H200) but leaves a GPU underused below this many subgroups, where matmul_vec_q's row per
+// subgroup is faster (docs/BENCHMARKS.md, vulkan_kernel_bench).
+constexpr std::int64_t kQuadMinTeams = 2048;
 constexpr std::int64_t kTile = 64;     // TILE of matmul_tiled_q.comp
 
 }  // namespace
@@ -32,13 +31,11 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
   const format::QuantLayout layout = format::quant_layout(w.shape(), w.quant());
   const bool sg = dev.features().subgroup_arithmetic;
   const Pipeline& vec = ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg));
-  const bool can_stage = sg && dev.limits().max_shared_memory >= kStagedShared;
-  const Pipeline* staged = can_stage ? &ctx.pipelines.get(variant("matmul_vec_q_staged", w.dtype(), true)) : nullptr;
   const Pipeline& tiled = ctx.pipelines.get(variant("matmul_tiled_q", w.dtype()));
-  // matmul_vec_q gives each team (subgroup) kVecRows rows (the shader strides over rows, so a guess
-  // is enough).
+  // matmul_vec_q gives each subgroup a row, matmul_vec_q_quads kQuadRows (the shaders stride over
+  // rows, so a guess is enough).
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
-  const std::int64_t vec_rows = kVecRows * (sg ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1);
+  const std::int64_t vec_rows = sg ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1;
   const std::int64_t t_rows = rows_per_binding(std::max(K, N) * 4, dev, "matmul");
   const std::int64_t n_rows = quant_rows_per_binding(layout, dev, "matmul");
   for (std::int64_t t0 = 0; t0 < T; t0 += t_rows) {
@@ -60,16 +57,11 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
                                     static_cast<std::uint32_t>(layout.row_bytes / 4),
                                     static_cast<std::uint32_t>(layout.groups_per_row),
                                     static_cast<std::uint32_t>(w.quant().group_size),
-                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u,
-                                    1u};
-      if (staged && tn <= kVecMaxT && tn * K <= kStagedFloats) {
-        // Wide loads of several rows per subgroup once there are enough rows to go round.
-        const std::int64_t team_rows = std::clamp<std::int64_t>(nn / kStagedTeams, 1, kStagedMaxRows);
-        params::MatmulQParams ps = p;
-        ps.team_rows = static_cast<std::uint32_t>(team_rows);
-        const std::int64_t per_group = team_rows * std::max<std::uint32_t>(1, staged->spec.local_size / subgroup);
-        ctx.recorder.dispatch(*staged, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, ps,
-                              {groups_for(nn, per_group, dev)});
+                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u};
+      if (sg && tn <= kVecMaxT && nn / kQuadRows >= kQuadMinTeams) {
+        const Pipeline& quads = ctx.pipelines.get(variant("matmul_vec_q_quads", w.dtype(), true));
+        ctx.recorder.dispatch(quads, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
+                              {groups_for(nn, kQuadRows * vec_rows, dev)});
       } else if (tn <= kVecMaxT) {
         ctx.recorder.dispatch(vec, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
                               {groups_for(nn, vec_rows, dev)});
