@@ -86,24 +86,26 @@ TEST_P(VulkanRmsNorm, AddRmsNormUpdatesTheResidualAndNormalises) {
 }
 
 // Past the device's group count a workgroup takes several rows (its reduction's shared memory
-// reused after a barrier). add_rms_norm only, in one configuration: tens of thousands of
-// workgroups are slow on a CPU implementation, and rms_norm runs the same rows code.
-TEST_P(VulkanRmsNorm, MoreRowsThanWorkgroups) {
-  const OpCase c = GetParam();
-  if (c.dtype != format::Dtype::f32 || c.config.name != "default") GTEST_SKIP() << "one case suffices";
-  const std::int64_t C = 65, R = gpu_->device().limits().max_groups[0] + std::int64_t{7};
-  const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), 400, -2.0f, 2.0f);
-  const std::vector<float> y = random_values(x.size(), 401, -2.0f, 2.0f);
-  const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), 402, -1.5f, 1.5f));
-  const backend::NormOptions options{.eps = 1e-6f, .zero_centered = false};
-  Guarded xc(*cpu_, {R, C}, x), yc(*cpu_, {R, C}, y), outc(*cpu_, {R, C});
-  Guarded xg(*gpu_, {R, C}, x), yg(*gpu_, {R, C}, y), outg(*gpu_, {R, C});
-  Tensor xct = xc.tensor(), xgt = xg.tensor();
-  cpu_->add_rms_norm(xct, yc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
-  gpu_->add_rms_norm(xgt, yg.tensor(), gpu_->resident(w.view()), options, outg.tensor());
-  expect_same_bits(xg.values(), xc.values(), "the residual x + y");
-  expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
-  outg.expect_guards_intact("add_rms_norm");
+// reused after a barrier): a device pretending to allow 16 groups, with and without subgroups.
+TEST(VulkanRmsNormRows, AWorkgroupTakesSeveralRowsPastTheGroupLimit) {
+  auto cpu = make_backend();
+  for (const bool subgroups : {true, false}) {
+    SCOPED_TRACE(subgroups ? "subgroups" : "shared-memory reductions");
+    auto gpu = make_vulkan({.name = "16groups", .subgroups = subgroups, .max_groups = 16});
+    const std::int64_t C = 65, R = 16 * 3 + 7;
+    const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), 400, -2.0f, 2.0f);
+    const std::vector<float> y = random_values(x.size(), 401, -2.0f, 2.0f);
+    const StoredWeight w(format::Dtype::f32, {C}, random_values(static_cast<std::size_t>(C), 402, -1.5f, 1.5f));
+    const backend::NormOptions options{.eps = 1e-6f, .zero_centered = false};
+    Guarded xc(*cpu, {R, C}, x), yc(*cpu, {R, C}, y), outc(*cpu, {R, C});
+    Guarded xg(*gpu, {R, C}, x), yg(*gpu, {R, C}, y), outg(*gpu, {R, C});
+    Tensor xct = xc.tensor(), xgt = xg.tensor();
+    cpu->add_rms_norm(xct, yc.tensor(), cpu->resident(w.view()), options, outc.tensor());
+    gpu->add_rms_norm(xgt, yg.tensor(), gpu->resident(w.view()), options, outg.tensor());
+    expect_same_bits(xg.values(), xc.values(), "the residual x + y");
+    expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
+    outg.expect_guards_intact("add_rms_norm");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,

@@ -24,6 +24,7 @@ struct VulkanConfig {
   bool storage16 = true;
   bool subgroups = true;
   std::uint64_t max_storage_range = 0;  // > 0: pretend the device's limit is this small
+  std::uint32_t max_groups = 0;         // > 0: pretend the device's group counts are this small
 };
 
 // default; no16bit (weights widened to f32); nosubgroup (shared-memory reductions); smallrange

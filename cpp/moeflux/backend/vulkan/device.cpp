@@ -106,6 +106,9 @@ Device::Device(const VulkanOptions& options) : instance_(options.validation) {
   if (options.max_storage_range > 0) limits_.max_storage_range = std::min<std::uint64_t>(l.maxStorageBufferRange, options.max_storage_range);
   limits_.storage_alignment = l.minStorageBufferOffsetAlignment;
   limits_.max_groups = {l.maxComputeWorkGroupCount[0], l.maxComputeWorkGroupCount[1], l.maxComputeWorkGroupCount[2]};
+  if (options.max_groups > 0) {
+    for (std::uint32_t& g : limits_.max_groups) g = std::min(g, options.max_groups);
+  }
   limits_.max_invocations = l.maxComputeWorkGroupInvocations;
   limits_.max_push_constants = l.maxPushConstantsSize;
   limits_.max_allocation = p11.maxMemoryAllocationSize;
