@@ -7,8 +7,13 @@
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
 #include "common/types.glsl"
 #include "common/grid.glsl"
+// TEAM_WORKGROUP: the workgroup takes a row even where subgroups could (its sums through them):
+// fewer serial loads per lane when the matrix has few rows.
+#if defined(USE_SUBGROUP) && !defined(TEAM_WORKGROUP)
+#define SUBGROUP_TEAM
+#endif
 #define MAX_T 8
-#ifndef USE_SUBGROUP
+#ifndef SUBGROUP_TEAM
 #define REDUCE_N MAX_T
 #include "common/reduce.glsl"
 #endif
@@ -22,7 +27,7 @@ layout(std430, binding = 4) writeonly buffer Y { float y[]; };
 
 #include "common/dequant.glsl"
 
-#ifdef USE_SUBGROUP
+#ifdef SUBGROUP_TEAM
 #define TEAM_ID gl_SubgroupID
 #define TEAM_COUNT gl_NumSubgroups
 #define TEAM_LANE gl_SubgroupInvocationID
@@ -66,7 +71,7 @@ void main() {
         acc[t] += s;
       }
     }
-#ifdef USE_SUBGROUP
+#ifdef SUBGROUP_TEAM
     for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;
       const float total = subgroupAdd(acc[t]);
