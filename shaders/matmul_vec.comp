@@ -6,14 +6,9 @@
 // Defines: W_F32 | W_F16 | W_BF16; USE_SUBGROUP.
 #include "common/types.glsl"
 #include "common/grid.glsl"
-// TEAM_WORKGROUP: the workgroup takes a row even where subgroups could (its sums through them):
-// fewer serial loads per lane when the matrix has few rows.
-#if defined(USE_SUBGROUP) && !defined(TEAM_WORKGROUP)
-#define SUBGROUP_TEAM
-#endif
 #define MAX_T 8
 #define ROWS 2
-#ifndef SUBGROUP_TEAM
+#ifndef USE_SUBGROUP
 #define REDUCE_N (ROWS * MAX_T)
 #include "common/reduce.glsl"
 #endif
@@ -23,7 +18,7 @@ layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { WEIGHT_T w[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
 
-#ifdef SUBGROUP_TEAM
+#ifdef USE_SUBGROUP
 // A subgroup per row of w: four independent loads per lane and step, the tail one at a time.
 void main() {
   const uint K = p.K, lane = gl_SubgroupInvocationID, team = gl_SubgroupSize;

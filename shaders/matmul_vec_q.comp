@@ -7,13 +7,8 @@
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
 #include "common/types.glsl"
 #include "common/grid.glsl"
-// TEAM_WORKGROUP: the workgroup takes a row even where subgroups could (its sums through them):
-// fewer serial loads per lane when the matrix has few rows.
-#if defined(USE_SUBGROUP) && !defined(TEAM_WORKGROUP)
-#define SUBGROUP_TEAM
-#endif
 #define MAX_T 8
-#ifndef SUBGROUP_TEAM
+#ifndef USE_SUBGROUP
 #define REDUCE_N MAX_T
 #include "common/reduce.glsl"
 #endif
@@ -27,7 +22,7 @@ layout(std430, binding = 4) writeonly buffer Y { float y[]; };
 
 #include "common/dequant.glsl"
 
-#ifdef SUBGROUP_TEAM
+#ifdef USE_SUBGROUP
 #define TEAM_ID gl_SubgroupID
 #define TEAM_COUNT gl_NumSubgroups
 #define TEAM_LANE gl_SubgroupInvocationID
@@ -71,7 +66,7 @@ void main() {
         acc[t] += s;
       }
     }
-#ifdef SUBGROUP_TEAM
+#ifdef USE_SUBGROUP
     for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;
       const float total = subgroupAdd(acc[t]);

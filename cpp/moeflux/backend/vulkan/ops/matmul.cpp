@@ -16,9 +16,6 @@ namespace {
 
 constexpr std::int64_t kVecMaxT = 8;    // MAX_T of matmul_vec.comp
 constexpr std::int64_t kVecRows = 2;    // ROWS of matmul_vec.comp
-// Below this many rows the workgroup takes ROWS rows (matmul_vec's TEAM_WORKGROUP variant) where a
-// subgroup could take one: more lanes per row, fewer serial loads each (the router's few rows).
-constexpr std::int64_t kWorkgroupTeamMaxRows = 1024;
 constexpr std::int64_t kTile = 64;      // TILE of matmul_tiled.comp
 
 }  // namespace
@@ -47,8 +44,7 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
   }
 
   const bool sg = dev.features().subgroup_arithmetic;
-  const bool workgroup_team = sg && N < kWorkgroupTeamMaxRows;
-  const std::string vec = variant("matmul_vec", w.dtype(), sg) + (workgroup_team ? "_wg" : ""), tiled = variant("matmul_tiled", w.dtype());
+  const std::string vec = variant("matmul_vec", w.dtype(), sg), tiled = variant("matmul_tiled", w.dtype());
   // Row ranges such that every binding fits: x and y by rows of T, w by rows of N.
   const std::int64_t t_rows = rows_per_binding(std::max(K, N) * 4, dev, "matmul");
   const std::int64_t n_rows = rows_per_binding(K * static_cast<std::int64_t>(element_bytes(w.dtype())), dev, "matmul");
@@ -65,7 +61,7 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
       if (tn <= kVecMaxT) {
         const Pipeline& pipeline = ctx.pipelines.get(vec);
         // The subgroup variant gives each subgroup a row (it strides over rows, so a guess is enough).
-        const std::int64_t rows = sg && !workgroup_team ? std::max<std::uint32_t>(1, pipeline.spec.local_size /
+        const std::int64_t rows = sg ? std::max<std::uint32_t>(1, pipeline.spec.local_size /
                                                                        std::max(1u, dev.features().subgroup_size))
                                      : kVecRows;
         ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {yw.binding}, p, {groups_for(nn, rows, dev)});

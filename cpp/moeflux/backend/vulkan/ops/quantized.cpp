@@ -20,9 +20,6 @@ constexpr std::int64_t kQuadRows = 2;    // ROWS of matmul_vec_q_quads.comp: row
 // H200) but leaves a GPU underused below this many subgroups, where matmul_vec_q's row per
 // subgroup is faster (docs/BENCHMARKS.md, vulkan_kernel_bench).
 constexpr std::int64_t kQuadMinTeams = 2048;
-// Below this many rows the workgroup takes a row (matmul_vec_q's TEAM_WORKGROUP variant): more
-// lanes per row, fewer serial loads each.
-constexpr std::int64_t kWorkgroupTeamMaxRows = 1024;
 constexpr std::int64_t kTile = 64;     // TILE of matmul_tiled_q.comp
 
 }  // namespace
@@ -33,14 +30,12 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
   const std::int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
   const format::QuantLayout layout = format::quant_layout(w.shape(), w.quant());
   const bool sg = dev.features().subgroup_arithmetic;
-  const bool workgroup_team = sg && N < kWorkgroupTeamMaxRows;
-  const Pipeline& vec =
-      ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg) + (workgroup_team ? "_wg" : ""));
+  const Pipeline& vec = ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg));
   const Pipeline& tiled = ctx.pipelines.get(variant("matmul_tiled_q", w.dtype()));
   // matmul_vec_q gives each subgroup a row, matmul_vec_q_quads kQuadRows (the shaders stride over
   // rows, so a guess is enough).
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
-  const std::int64_t vec_rows = sg && !workgroup_team ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1;
+  const std::int64_t vec_rows = sg ? std::max<std::uint32_t>(1, vec.spec.local_size / subgroup) : 1;
   const std::int64_t t_rows = rows_per_binding(std::max(K, N) * 4, dev, "matmul");
   const std::int64_t n_rows = quant_rows_per_binding(layout, dev, "matmul");
   for (std::int64_t t0 = 0; t0 < T; t0 += t_rows) {
