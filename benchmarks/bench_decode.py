@@ -88,9 +88,11 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
     s = model.stats()
     # The prompt again with warm caches and compiled kernels: prefill throughput as a server sees it.
     model.reset()
+    model.reset_stats()
     t0 = time.perf_counter()
     model.forward(prompt, logits="last")
     prefill_warm_s = time.perf_counter() - t0
+    prefill_gpu = {k.split(".", 1)[1]: v for k, v in model.stats().items() if k.startswith("gpu_seconds.")}
     n = args.tokens
     device = {k: v for k, v in s.items() if k.startswith("device_")}
     n_layers = json.loads((path / "config.json").read_text())["num_hidden_layers"]
@@ -106,6 +108,9 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         recorder["gpu_us_per_command"] = {k: round(1e6 * v * args.tokens / commands[k], 2)
                                           for k, v in sorted(gpu.items(), key=lambda kv: -kv[1]) if commands.get(k)}
         recorder["gpu_commands_per_token"] = {k: round(v / args.tokens, 2) for k, v in sorted(commands.items())}
+    if prefill_gpu:  # the warm prompt's GPU time per shader, per layer
+        recorder["prefill_gpu_us_per_layer"] = {k: round(1e6 * v / n_layers, 1)
+                                                for k, v in sorted(prefill_gpu.items(), key=lambda kv: -kv[1])}
     return dict(
         budget=spec,
         backend=args.backend,

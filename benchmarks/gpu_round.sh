@@ -62,7 +62,7 @@ if [ "${VULKAN:-ON}" = ON ]; then
   if [ "${PROFILE:-ON}" = ON ]; then
     echo "== Vulkan (a) profiled: GPU time per shader"
     python3 benchmarks/bench_decode.py "$model" --budgets all --backend vulkan --device-budget all --profile \
-      --warmup 8 --tokens 32 --prompt 16 | tee -a "$out/decode_vulkan_profile.log"
+      --warmup 32 --tokens 32 --prompt ${PROMPT:-512} | tee -a "$out/decode_vulkan_profile.log"
   fi
   if [ "${STREAM:-ON}" = ON ]; then
     echo "== Vulkan (b): device budget 0.25, cold page cache, host budget all and min"
