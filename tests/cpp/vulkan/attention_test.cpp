@@ -1,7 +1,9 @@
 // attention on Vulkan against the CPU backend: n_past 0/5/300, T 1 and 7 (the split pass, chunks
 // combined) and 64 (query tiles), GQA 1 and 4, head dimensions 16 to 128, sliding windows, Dv != D,
-// long contexts, in every configuration (smallrange: keys in windows, the split pass everywhere).
-// Cache rows no query may see are NaN, so reading one fails the comparison.
+// long contexts, in every configuration (smallrange: keys in windows, the split pass everywhere);
+// the split pass's decode geometry (GQA 1 to 12, one chunk and many, vec4 rows and not) and its
+// choice of one dispatch or two. Cache rows no query may see are NaN, so reading one fails the
+// comparison.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -69,24 +71,29 @@ std::vector<double> error_scale(const Case& c, const std::vector<float>& q, cons
   return out;
 }
 
-void check_attention(Backend& cpu, backend::vk::VulkanBackend& gpu, const Case& c, unsigned seed) {
+// guard: the elements before each tensor (ops/harness.h); 37 leaves rows off vec4 alignment, 36
+// keeps them on it (where D and Dv are multiples of 4), so both load paths of the split pass run.
+// q_range: q in [-q_range, q_range]; large values give scores of hundreds, which overflow exp
+// wherever a max is not subtracted, and score rounding errors of ~1e-5 (rtol: the bound).
+void check_attention(Backend& cpu, backend::vk::VulkanBackend& gpu, const Case& c, unsigned seed,
+                     std::int64_t guard = 37, float q_range = 2.0f, double rtol = kRtol) {
   SCOPED_TRACE(util::concat("T=", c.T, " n_past=", c.n_past, " nh=", c.nh, " nkv=", c.nkv, " D=", c.D, " Dv=", c.Dv,
-                            " window=", c.window));
+                            " window=", c.window, " guard=", guard));
   const std::int64_t capacity = c.n_past + c.T + 3;
-  const std::vector<float> q = random_values(static_cast<std::size_t>(c.T * c.nh * c.D), seed, -2.0f, 2.0f);
+  const std::vector<float> q = random_values(static_cast<std::size_t>(c.T * c.nh * c.D), seed, -q_range, q_range);
   const std::vector<float> k = cache_values(c, capacity, c.nkv * c.D, seed + 1);
   const std::vector<float> v = cache_values(c, capacity, c.nkv * c.Dv, seed + 2);
   const backend::AttentionOptions options{.scale = 1.0f / std::sqrt(static_cast<float>(c.D)), .n_past = c.n_past,
                                           .sliding_window = c.window};
   auto run = [&](Backend& b) {
-    Guarded qt(b, {c.T, c.nh, c.D}, q), kt(b, {capacity, c.nkv, c.D}, k), vt(b, {capacity, c.nkv, c.Dv}, v);
-    Guarded out(b, {c.T, c.nh, c.Dv});
+    Guarded qt(b, {c.T, c.nh, c.D}, q, guard), kt(b, {capacity, c.nkv, c.D}, k, guard);
+    Guarded vt(b, {capacity, c.nkv, c.Dv}, v, guard), out(b, {c.T, c.nh, c.Dv}, guard);
     b.attention(qt.tensor(), kt.tensor(), vt.tensor(), options, out.tensor());
     out.expect_guards_intact("attention");
     return out.values();
   };
   const std::vector<float> want = run(cpu), got = run(gpu);
-  expect_near_cpu(got, want, error_scale(c, q, k, v, options.scale), kRtol, "attention");
+  expect_near_cpu(got, want, error_scale(c, q, k, v, options.scale), rtol, "attention");
 }
 
 class VulkanAttention : public VulkanParamTest<OpCase> {};
@@ -120,7 +127,55 @@ TEST_P(VulkanAttention, OddShapes) {
   for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3);
 }
 
+// The split pass in the shapes decode gives it (T < 9): a workgroup per (t, KV head, batch of up to
+// 8 of its query heads, chunk of keys), blocks of 8 to 64 keys by D.
+TEST_P(VulkanAttention, Decode) {
+  const Case cases[] = {
+      {1, 0, 32, 4, 128, 128, 0},      // one key (Qwen3-30B-A3B: GQA 8, D 128)
+      {1, 30, 32, 4, 128, 128, 0},     // 31 keys: one block of a single chunk
+      {1, 63, 32, 4, 128, 128, 0},     // 64: the most keys of a single chunk (two blocks)
+      {1, 64, 32, 4, 128, 128, 0},     // 65: chunks and the combine pass
+      {1, 600, 32, 4, 128, 128, 0},    // the profiled decode step: 19 chunks
+      {1, 600, 32, 4, 128, 128, 101},  // a window inside it
+      {1, 9000, 16, 2, 64, 64, 0},     // chunks of two blocks
+      {1, 200, 4, 4, 64, 64, 0},       // GQA 1
+      {1, 301, 8, 2, 128, 128, 0},     // GQA 4
+      {1, 300, 24, 2, 64, 64, 0},      // GQA 12: batches of 8 and 4 heads
+      {1, 77, 6, 2, 18, 18, 0},        // GQA 3, D not a multiple of 4: float loads
+      {2, 45, 9, 3, 20, 36, 0},        // Dv != D, odd head counts
+      {5, 40, 16, 2, 64, 64, 3},       // rows that see different keys (a window shorter than T)
+      {8, 150, 32, 4, 128, 128, 0},    // the most rows the split pass takes from few tokens
+      {1, 100, 8, 1, 512, 512, 0},     // the largest D: blocks of 8 keys
+      {1, 200, 4, 1, 16, 512, 0},      // small D, large Dv: value rounds within a block
+      {1, 70, 4, 2, 512, 16, 5},       // large D, small Dv
+  };
+  unsigned seed = 1400;
+  for (const std::int64_t guard : {36, 37}) {
+    for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3, guard);
+  }
+  // Peaked softmaxes (scores in the hundreds): every chunk's and every block's max matters.
+  for (const Case& c : {cases[4], cases[6], cases[9]}) check_attention(*cpu_, *gpu_, c, seed += 3, 36, 200.0f, 1e-3);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanAttention, ::testing::ValuesIn(op_cases()), op_case_name);
+
+// A decode step over few keys is one dispatch (one chunk writes the output); past two blocks the
+// keys are cut into chunks and merged by attention_combine.
+TEST_F(VulkanTest, AttentionDecodeDispatches) {
+  const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 700;
+  Tensor q = gpu_->empty({1, nh, D}), k = gpu_->empty({capacity, nkv, D}), v = gpu_->empty({capacity, nkv, D});
+  Tensor o = gpu_->empty({1, nh, D});
+  gpu_->upload(random_values(static_cast<std::size_t>(nh * D), 1500), q);
+  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1501), k);
+  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1502), v);
+  const std::pair<std::int64_t, double> cases[] = {{0, 1}, {31, 1}, {63, 1}, {64, 2}, {600, 2}};
+  for (const auto& [n_past, dispatches] : cases) {
+    const double before = gpu_->stats().at("vk_dispatches");
+    gpu_->attention(q, k, v, {.scale = 0.1f, .n_past = n_past}, o);
+    EXPECT_EQ(gpu_->stats().at("vk_dispatches") - before, dispatches) << "n_past " << n_past;
+  }
+  gpu_->finish();
+}
 
 TEST_F(VulkanTest, AttentionErrors) {
   Tensor q = gpu_->empty({1, 4, 8}), k = gpu_->empty({4, 3, 8}), v = gpu_->empty({4, 3, 8}), o = gpu_->empty({1, 4, 8});

@@ -1,7 +1,8 @@
 // attention over a KV cache in flat rows (t * nh + h). Many query rows whose keys fit one binding:
 // attention_prefill (query tiles walking key tiles). Otherwise (decode, or keys past one binding):
-// attention_split over chunks of keys, one workgroup per (row, chunk) so that long contexts fill the
-// GPU, then attention_combine (not needed for a single chunk).
+// attention_split, one workgroup per (query row t, KV head, batch of its query heads, chunk of
+// keys), then attention_combine where there is more than one chunk. Short contexts take one chunk
+// (no combine); longer ones are cut so that about kTargetGroups workgroups share the keys.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
@@ -16,14 +17,27 @@ namespace {
 
 constexpr std::int64_t kPrefillMinT = 9;      // fewer query rows: the split pass (decode)
 constexpr std::int64_t kPrefillMaxD = 256;    // MAX_D of attention_prefill.comp
-constexpr std::int64_t kSplitMaxD = 512;      // MAX_D of attention_split.comp
-constexpr std::int64_t kBlock = 64;           // KB of attention_split.comp: chunks are multiples of it
+constexpr std::int64_t kSplitMaxD = 512;      // the largest D and Dv attention_split.comp holds
+constexpr std::int64_t kSplitHeads = 8;       // HB of attention_split.comp: query heads per workgroup
+constexpr std::int64_t kSplitWG = 128;        // its workgroup size (pipelines.cpp)
 constexpr std::int64_t kQueryTile = 16;       // QT of attention_prefill.comp
-constexpr std::int64_t kTargetGroups = 256;   // split workgroups to aim for: enough to fill a large GPU
+// Split workgroups to aim for: two per compute unit of a large GPU (132 on the H100/H200), so that
+// a 32K-key decode step keeps HBM busy while each workgroup still walks several blocks. The device
+// does not report its compute units to the ops, hence a constant.
+constexpr std::int64_t kTargetGroups = 256;
+// Up to this many blocks of keys, one chunk (one dispatch, no combine pass): a second dispatch and
+// its barrier cost about as much as a workgroup walking two more blocks.
+constexpr std::int64_t kDirectBlocks = 2;
 
 struct Dims {
   std::int64_t T, nh, nkv, D, Dv;
 };
+
+// Keys per block of attention_split.comp: two per score lane, ceil(D / 16) lanes per key (as there).
+std::int64_t split_block(std::int64_t D) {
+  const std::int64_t slices = (D + 15) / 16, key_groups = kSplitWG / slices;
+  return std::min<std::int64_t>(64, 2 * key_groups) / 4 * 4;
+}
 
 std::int64_t first_key(std::int64_t position, std::int64_t window) {
   return window > 0 ? std::max<std::int64_t>(0, position - window + 1) : 0;
@@ -113,28 +127,37 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
     return;
   }
 
-  // Split: the keys in windows of one binding, each window in chunks of a multiple of the block.
-  const std::int64_t n_keys = keys_hi - keys_lo, rows = d.T * d.nh;
-  const std::int64_t target = std::max<std::int64_t>(1, (kTargetGroups + rows - 1) / rows);  // chunks per row
-  const std::int64_t blocks = (n_keys + kBlock - 1) / kBlock;
-  const std::int64_t chunk = std::min(kBlock * ((blocks + target - 1) / target), keys_per_binding);
+  // Split: the keys in windows of one binding, each window in chunks.
+  const std::int64_t n_keys = keys_hi - keys_lo, rows = d.T * d.nh, group = d.nh / d.nkv;
+  const std::int64_t heads = std::min(group, kSplitHeads), batches = (group + heads - 1) / heads;
+  const std::int64_t block = split_block(d.D), items = d.T * d.nkv * batches;
+  std::int64_t chunk = n_keys;
+  if (n_keys > kDirectBlocks * block) {
+    const std::int64_t per_item = std::max<std::int64_t>(1, (kTargetGroups + items - 1) / items);
+    chunk = std::max(block, ((n_keys + per_item - 1) / per_item + block - 1) / block * block);
+  }
+  chunk = std::min(chunk, keys_per_binding);
   const std::int64_t per_window = keys_per_binding / chunk * chunk;  // whole chunks per window
   std::int64_t n_chunks = 0;
   for (std::int64_t k0 = keys_lo; k0 < keys_hi; k0 += per_window) {
     n_chunks += (std::min(per_window, keys_hi - k0) + chunk - 1) / chunk;
   }
   const bool direct = n_chunks == 1;
-  const std::int64_t state = 2 + d.Dv;  // floats of one chunk's partial state
+  const std::int64_t state = 4 + (d.Dv + 3) / 4 * 4;  // one chunk's partial state: m, l, -, -, o
   Tensor partial = direct ? Tensor() : empty({rows, n_chunks, state});
   Tensor& dst = direct ? out : partial;
   const std::int64_t dst_row = direct ? d.Dv : n_chunks * state;
-  const std::int64_t row_block = rows_per_binding(std::max({d.D, d.Dv, dst_row}) * 4, dev, "attention");
+  std::int64_t row_block = rows_per_binding(std::max({d.D, d.Dv, dst_row}) * 4, dev, "attention");
+  if (row_block >= group) row_block = row_block / group * group;  // whole KV head groups where they fit
+  const bool vec_dims = d.D % 4 == 0 && d.Dv % 4 == 0;  // rows of vec4s (given vec4-aligned firsts)
   const bool sg = dev.features().subgroup_arithmetic;
   const Pipeline& split = ctx.pipelines.get(sg ? "attention_split_f32_sg" : "attention_split_f32");
   for (std::int64_t r0 = 0; r0 < rows; r0 += row_block) {
     const std::int64_t rn = std::min(row_block, rows - r0);
     const Window qw = window(q, r0 * d.D, rn * d.D, dev);
     const Window dw = window(dst, r0 * dst_row, rn * dst_row, dev);
+    // The (t, KV head) groups these rows touch, each in `batches` workgroups.
+    const std::int64_t row_items = ((r0 + rn - 1) / group - r0 / group + 1) * batches;
     std::int64_t chunk_first = 0;
     for (std::int64_t k0 = keys_lo; k0 < keys_hi; k0 += per_window) {
       const std::int64_t kn = std::min(per_window, keys_hi - k0), chunks_here = (kn + chunk - 1) / chunk;
@@ -145,13 +168,17 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
       p.key_begin = static_cast<std::uint32_t>(k0), p.key_count = static_cast<std::uint32_t>(kn);
       p.chunk_size = static_cast<std::uint32_t>(chunk), p.chunk_first = static_cast<std::uint32_t>(chunk_first);
       p.n_chunks = static_cast<std::uint32_t>(n_chunks), p.normalize = direct ? 1u : 0u;
+      p.heads = static_cast<std::uint32_t>(heads), p.block = static_cast<std::uint32_t>(block);
+      p.aligned = vec_dims && qw.first % 4 == 0 && kv.k.first % 4 == 0 && kv.v.first % 4 == 0 ? 1u : 0u;
       ctx.recorder.dispatch(split, {qw.binding, kv.k.binding, kv.v.binding}, {dw.binding}, p,
-                            {groups_for(chunks_here, 1, dev, 0), groups_for(rn, 1, dev, 1)});
+                            {groups_for(chunks_here, 1, dev, 0), groups_for(row_items, 1, dev, 1)});
       chunk_first += chunks_here;
     }
     if (direct) continue;
     const Pipeline& combine = ctx.pipelines.get("attention_combine_f32");
     const Window ow = window(out, r0 * d.Dv, rn * d.Dv, dev);
+    // A fresh tensor's windows at whole rows of states start on a vec4: combine reads o as vec4s.
+    MF_ASSERT(dw.first % 4 == 0, "attention partial states at element ", dw.first, ", not a multiple of 4");
     const params::AttentionCombineParams c{dw.first, ow.first, static_cast<std::uint32_t>(rn),
                                            static_cast<std::uint32_t>(n_chunks), static_cast<std::uint32_t>(d.Dv)};
     ctx.recorder.dispatch(combine, {dw.binding}, {ow.binding}, c, {groups_for(rn, 1, dev)});
