@@ -28,6 +28,11 @@ constexpr std::int64_t kTargetGroups = 256;
 // Up to this many blocks of keys, one chunk (one dispatch, no combine pass): a second dispatch and
 // its barrier cost about as much as a workgroup walking two more blocks.
 constexpr std::int64_t kDirectBlocks = 2;
+// A single chunk with all of a KV head's query heads in one workgroup leaves a decode step a handful
+// of workgroups (4 for 4 KV heads: 35 us a layer on an H200, against 17 with a head each); short
+// contexts batch fewer heads per workgroup until this many run (K/V rows then read once per batch,
+// cheap while they are few).
+constexpr std::int64_t kDirectMinGroups = 32;
 
 struct Dims {
   std::int64_t T, nh, nkv, D, Dv;
@@ -129,8 +134,12 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
 
   // Split: the keys in windows of one binding, each window in chunks.
   const std::int64_t n_keys = keys_hi - keys_lo, rows = d.T * d.nh, group = d.nh / d.nkv;
-  const std::int64_t heads = std::min(group, kSplitHeads), batches = (group + heads - 1) / heads;
-  const std::int64_t block = split_block(d.D), items = d.T * d.nkv * batches;
+  const std::int64_t block = split_block(d.D);
+  std::int64_t heads = std::min(group, kSplitHeads);
+  if (n_keys <= kDirectBlocks * block) {
+    while (heads > 1 && d.T * d.nkv * ((group + heads - 1) / heads) < kDirectMinGroups) heads = (heads + 1) / 2;
+  }
+  const std::int64_t batches = (group + heads - 1) / heads, items = d.T * d.nkv * batches;
   std::int64_t chunk = n_keys;
   if (n_keys > kDirectBlocks * block) {
     const std::int64_t per_item = std::max<std::int64_t>(1, (kTargetGroups + items - 1) / items);
