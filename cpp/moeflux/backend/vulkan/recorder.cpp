@@ -20,8 +20,10 @@ constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch hold
 constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight
 constexpr std::size_t kMaxTracked = 256;                  // spans tracked before a barrier anyway
 constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
-// Submit after this many dispatches, so the GPU starts while the host records the rest.
+// Submit after this many dispatches, so the GPU starts while the host records the rest; sooner
+// when the GPU sits idle (after the host waited for all of it, as a decode step does for its logits).
 constexpr std::uint32_t kFlushDispatches = 96;
+constexpr std::uint32_t kFlushDispatchesIdle = 16;
 
 constexpr std::size_t kCopyPiece = 512u << 10;  // bytes per thread of a staging copy, at least
 
@@ -275,7 +277,7 @@ void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding>
   profiler_.mark(batch.cmd, batch.queries, spec.shader);
   ++dispatches_;
   record_seconds_ += seconds_since(start);
-  if (++batch.dispatches >= kFlushDispatches) flush();
+  if (++batch.dispatches >= (gpu_idle_ ? kFlushDispatchesIdle : kFlushDispatches)) flush();
 }
 
 Allocation Recorder::staging(Batch& batch, VkDeviceSize size) {
@@ -466,6 +468,7 @@ void Recorder::flush() {
   submit_commands(device_.compute_queue(), batch.cmd, transfer_timeline_, compute_waits_for_,
                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, timeline_, batch.value);
   submitted_ = batch.value;
+  gpu_idle_ = false;
   in_flight_.push_back(std::move(open_));
 }
 
@@ -473,6 +476,7 @@ void Recorder::wait(std::uint64_t value) {
   const auto start = std::chrono::steady_clock::now();
   wait_semaphore(device_.handle(), timeline_, value, "the GPU");
   wait_seconds_ += seconds_since(start);
+  if (value >= submitted_) gpu_idle_ = true;
 }
 
 void Recorder::reclaim(std::uint64_t completed) {
