@@ -17,8 +17,8 @@
 // Bindings: 0 q f32 [rows, D], 1 k f32 [keys, nkv, D], 2 v f32 [keys, nkv, Dv],
 // 3 out f32 [rows, Dv] or partial f32 [rows, n_chunks, 4 + Dv rounded up to 4] (m, l, two unused
 // floats, o: attention_combine reads o as vec4s). q, k and v are also bound as vec4
-// arrays, read only with `aligned`. Defines: USE_SUBGROUP (no effect: every reduction goes
-// through shared memory, so both variants are the portable path).
+// arrays, read only with `aligned`. Every reduction goes through shared memory: one variant for
+// every device.
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #include "common/attention.glsl"

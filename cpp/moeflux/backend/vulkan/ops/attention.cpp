@@ -159,8 +159,7 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   std::int64_t row_block = rows_per_binding(std::max({d.D, d.Dv, dst_row}) * 4, dev, "attention");
   if (row_block >= group) row_block = row_block / group * group;  // whole KV head groups where they fit
   const bool vec_dims = d.D % 4 == 0 && d.Dv % 4 == 0;  // rows of vec4s (given vec4-aligned firsts)
-  const bool sg = dev.features().subgroup_arithmetic;
-  const Pipeline& split = ctx.pipelines.get(sg ? "attention_split_f32_sg" : "attention_split_f32");
+  const Pipeline& split = ctx.pipelines.get("attention_split_f32");
   for (std::int64_t r0 = 0; r0 < rows; r0 += row_block) {
     const std::int64_t rn = std::min(row_block, rows - r0);
     const Window qw = window(q, r0 * d.D, rn * d.D, dev);
