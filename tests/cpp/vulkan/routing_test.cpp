@@ -134,6 +134,79 @@ TEST_F(VulkanTest, RoutingShapesAreChecked) {
   EXPECT_THROW(gpu_->route_softmax_topk(l.tensor(), {9, false}, r9.tensor()), ShapeError);
 }
 
+// router_topk: logits and routing against the CPU's two ops, on both sides of the fused kernel's
+// limits (tokens <= 8, E <= 16 subgroup sizes, k <= subgroup size; the nosubgroup configuration
+// and quantized routers take the two ops), K with and without a tail of columns.
+class VulkanRouterTopk : public VulkanParamTest<OpCase> {};
+
+TEST_P(VulkanRouterTopk, MatchesTheCpuOps) {
+  struct Dims {
+    std::int64_t T, K, E;
+    int k;
+  };
+  unsigned seed = 2500;
+  const Dims dims[] = {{1, 64, 5, 1},    {1, 2048, 128, 8}, {3, 2050, 100, 8}, {8, 256, 61, 4},
+                       {9, 128, 128, 8}, {2, 4096, 33, 2},  {1, 4100, 16, 2},  {2, 96, 129, 8}};
+  for (const Dims d : dims) {
+    for (const bool normalize : {false, true}) {
+      SCOPED_TRACE(util::concat("T=", d.T, " K=", d.K, " E=", d.E, " k=", d.k, normalize ? " normalized" : ""));
+      // Logits of a few units, as a trained router's: the weights then err as the logits do.
+      const std::vector<float> x = random_values(static_cast<std::size_t>(d.T * d.K), ++seed, -0.1f, 0.1f);
+      const StoredWeight w(GetParam().dtype, {d.E, d.K}, random_values(static_cast<std::size_t>(d.E * d.K), ++seed));
+      const RouteOptions o{d.k, normalize};
+      std::vector<float> logits[2];
+      Routed routed[2];
+      Backend* sides[2] = {cpu_.get(), gpu_.get()};
+      for (int i = 0; i < 2; ++i) {
+        Backend& b = *sides[i];
+        Guarded xt(b, {d.T, d.K}, x), l(b, {d.T, d.E}), r(b, {d.T, 2 * static_cast<std::int64_t>(d.k)});
+        b.router_topk(xt.tensor(), b.resident(w.view()), o, l.tensor(), r.tensor());
+        l.expect_guards_intact("router_topk logits");
+        r.expect_guards_intact("router_topk routing");
+        logits[i] = l.values();
+        routed[i] = {std::vector<std::int32_t>(static_cast<std::size_t>(d.T * d.k)),
+                     std::vector<float>(static_cast<std::size_t>(d.T * d.k))};
+        backend::routing_from_tensor(r.values(), d.k, routed[i].experts, routed[i].weights);
+      }
+      std::vector<double> scale(logits[0].size());
+      for (std::int64_t t = 0; t < d.T; ++t) {
+        for (std::int64_t e = 0; e < d.E; ++e) {
+          double s = 0.0;
+          for (std::int64_t c = 0; c < d.K; ++c) {
+            s += std::abs(static_cast<double>(x[static_cast<std::size_t>(t * d.K + c)]) *
+                          static_cast<double>(w.rounded[static_cast<std::size_t>(e * d.K + c)]));
+          }
+          scale[static_cast<std::size_t>(t * d.E + e)] = s;
+        }
+      }
+      expect_near_cpu(logits[1], logits[0], scale, 1e-5, "router logits");
+      EXPECT_EQ(routed[1].experts, routed[0].experts);
+      expect_near_cpu(routed[1].weights, routed[0].weights, 1e-4, "routing weights");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanRouterTopk, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::f16, Dtype::bf16})),
+                         op_case_name);
+
+// A decode step's router and routing are one dispatch where the fused kernel applies.
+TEST_F(VulkanTest, RouterTopkIsOneDispatchForADecodeStep) {
+  if (!gpu_->device().features().subgroup_arithmetic) GTEST_SKIP() << "the fused kernel needs subgroup arithmetic";
+  const StoredWeight w(Dtype::bf16, {16, 256}, random_values(16 * 256, 2600));
+  Guarded x(*gpu_, {1, 256}, random_values(256, 2601)), l(*gpu_, {1, 16}), r(*gpu_, {1, 4});
+  const Tensor router = gpu_->resident(w.view());
+  gpu_->finish();
+  gpu_->reset_stats();
+  gpu_->router_topk(x.tensor(), router, {2, true}, l.tensor(), r.tensor());
+  EXPECT_EQ(gpu_->stats().at("vk_dispatches"), 1.0);
+  gpu_->reset_stats();
+  Guarded x9(*gpu_, {9, 256}, random_values(9 * 256, 2602)), l9(*gpu_, {9, 16}), r9(*gpu_, {9, 4});
+  gpu_->finish();
+  gpu_->reset_stats();
+  gpu_->router_topk(x9.tensor(), router, {2, true}, l9.tensor(), r9.tensor());
+  EXPECT_EQ(gpu_->stats().at("vk_dispatches"), 2.0);  // nine tokens: the matmul and the routing
+}
+
 constexpr int kExperts = 6, kLayer = 2;
 
 // kExperts experts of decoder layer kLayer.
