@@ -28,7 +28,7 @@ MF_PARAMS_BEGIN(AttentionParams)
   MF_U32 normalize;    // attention_split: 1 writes out (a single chunk), 0 partial states
   MF_U32 heads;        // attention_split: query heads per workgroup (of one KV head), at most 8
   MF_U32 block;        // attention_split: keys per block, a multiple of 4, at most 64
-  MF_U32 aligned;      // attention_split: 1 when q, k and v rows may be read as vec4s
+  MF_U32 aligned;      // 1 when q, k and v rows may be read as vec4s
 MF_PARAMS_END(AttentionParams)
 MF_PARAMS_CHECK(AttentionParams, row0, 16)
 MF_PARAMS_CHECK(AttentionParams, scale, 52)

@@ -2,8 +2,9 @@
 // combined) and 64 (query tiles), GQA 1 and 4, head dimensions 16 to 128, sliding windows, Dv != D,
 // long contexts, in every configuration (smallrange: keys in windows, the split pass everywhere);
 // the split pass's decode geometry (GQA 1 to 12, one chunk and many, vec4 rows and not) and its
-// choice of one dispatch or two. Cache rows no query may see are NaN, so reading one fails the
-// comparison.
+// choice of one dispatch or two; the prefill pass's geometry (items of 32 (position, head) rows,
+// key tiles of 64, D in slices of 32, output passes of 128 dims) at the edges of each, and past the
+// device's group count. Cache rows no query may see are NaN, so reading one fails the comparison.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -157,7 +158,69 @@ TEST_P(VulkanAttention, Decode) {
   for (const Case& c : {cases[4], cases[6], cases[9]}) check_attention(*cpu_, *gpu_, c, seed += 3, 36, 200.0f, 1e-3);
 }
 
+// attention_prefill (T >= 9, D and Dv <= 256): a workgroup per 32 (position, head) rows of one KV
+// head and pass of 128 output dimensions, walking key tiles of 64 with D in slices of 32.
+TEST_P(VulkanAttention, Prefill) {
+  const Case cases[] = {
+      {130, 0, 32, 4, 128, 128, 0},   // Qwen3-30B-A3B (GQA 8, D 128): 3 key tiles, a last item of 16 rows
+      {100, 37, 32, 4, 128, 128, 0},  // continuing a cache: tiles start off multiples of 64
+      {77, 0, 4, 4, 64, 64, 0},       // GQA 1: 32 positions per item, T a multiple of neither tile
+      {65, 0, 16, 4, 64, 64, 0},      // GQA 4: 8 positions per item, a last key tile of one key
+      {45, 20, 16, 2, 256, 256, 0},   // D 256 (8 slices), two output passes (Qwen3-Next's shape)
+      {40, 10, 8, 2, 256, 200, 0},    // Dv 200: a second pass of 72 dimensions
+      {50, 0, 6, 2, 96, 160, 0},      // 3 slices (the buffers alternate across tiles), Dv > D
+      {33, 4, 6, 2, 20, 36, 0},       // GQA 3: items start inside a position's heads; part of a slice
+      {70, 0, 24, 2, 18, 18, 0},      // GQA 12, D not a multiple of 4: float loads
+      {100, 0, 64, 1, 32, 16, 0},     // GQA 64: an item holds half a position's heads
+      {12, 0, 2, 1, 1, 1, 0},         // D = Dv = 1
+      {9, 500, 8, 2, 64, 64, 0},      // the fewest rows, 509 keys: 8 tiles, rows past T in the item
+      {120, 0, 8, 2, 64, 64, 50},     // a window shorter than a tile and than T
+      {90, 200, 8, 4, 64, 64, 100},   // a window in a continued cache: the first key mid-cache
+      {70, 30, 4, 1, 32, 32, 1},      // window 1: each row sees itself only
+      {150, 0, 4, 2, 128, 64, 70},    // a window longer than a tile: rows' first keys in any tile
+  };
+  // smallrange sends most of these to the split pass (slow on lavapipe, and covered above) and the
+  // rest to prefill in several dispatches of query rows: once suffices there.
+  const bool small = GetParam().config.max_storage_range > 0;
+  unsigned seed = 1600;
+  for (const std::int64_t guard : {36, 37}) {
+    if (small && guard == 36) continue;
+    for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3, guard);
+  }
+  if (small) return;
+  // Peaked softmaxes: a later tile's max must rescale what the earlier tiles summed.
+  for (const Case& c : {cases[0], cases[4], cases[13]}) check_attention(*cpu_, *gpu_, c, seed += 3, 36, 200.0f, 1e-3);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanAttention, ::testing::ValuesIn(op_cases()), op_case_name);
+
+// Prefill is one dispatch whatever the shape (while the keys fit one binding).
+TEST_F(VulkanTest, AttentionPrefillDispatches) {
+  const std::int64_t nh = 32, nkv = 4, D = 128, T = 100, capacity = 300;
+  Tensor q = gpu_->empty({T, nh, D}), k = gpu_->empty({capacity, nkv, D}), v = gpu_->empty({capacity, nkv, D});
+  Tensor o = gpu_->empty({T, nh, D});
+  gpu_->upload(random_values(static_cast<std::size_t>(T * nh * D), 1700), q);
+  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1701), k);
+  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1702), v);
+  for (const std::int64_t n_past : {0, 150}) {
+    const double before = gpu_->stats().at("vk_dispatches");
+    gpu_->attention(q, k, v, {.scale = 0.1f, .n_past = n_past}, o);
+    EXPECT_EQ(gpu_->stats().at("vk_dispatches") - before, 1) << "n_past " << n_past;
+  }
+  gpu_->finish();
+}
+
+// Past the device's group count a prefill workgroup takes several items in turn (its shared memory
+// reused after barriers): a device pretending to allow 3 groups.
+TEST(VulkanAttentionPrefill, AWorkgroupTakesSeveralItemsPastTheGroupLimit) {
+  auto cpu = make_backend();
+  auto gpu = make_vulkan({.name = "3groups", .max_groups = 3});
+  unsigned seed = 1800;
+  for (const Case& c : {Case{70, 5, 16, 2, 64, 64, 0}, Case{40, 0, 4, 2, 256, 160, 30}}) {
+    check_attention(*cpu, *gpu, c, seed += 3);
+  }
+  expect_no_validation_messages(*gpu);
+}
 
 // A decode step over few keys is one dispatch (one chunk writes the output); past two blocks the
 // keys are cut into chunks and merged by attention_combine.

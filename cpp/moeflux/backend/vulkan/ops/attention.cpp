@@ -1,8 +1,9 @@
 // attention over a KV cache in flat rows (t * nh + h). Many query rows whose keys fit one binding:
-// attention_prefill (query tiles walking key tiles). Otherwise (decode, or keys past one binding):
-// attention_split, one workgroup per (query row t, KV head, batch of its query heads, chunk of
-// keys), then attention_combine where there is more than one chunk. Short contexts take one chunk
-// (no combine); longer ones are cut so that about kTargetGroups workgroups share the keys.
+// attention_prefill (blocks of query rows of one KV head walking key tiles). Otherwise (decode, or
+// keys past one binding): attention_split, one workgroup per (query row t, KV head, batch of its
+// query heads, chunk of keys), then attention_combine where there is more than one chunk. Short
+// contexts take one chunk (no combine); longer ones are cut so that about kTargetGroups workgroups
+// share the keys.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
@@ -16,11 +17,12 @@ namespace moeflux::backend::vk {
 namespace {
 
 constexpr std::int64_t kPrefillMinT = 9;      // fewer query rows: the split pass (decode)
-constexpr std::int64_t kPrefillMaxD = 256;    // MAX_D of attention_prefill.comp
+constexpr std::int64_t kPrefillMaxD = 256;    // attention_prefill: D, Dv up to this (Dv > 128 in passes)
 constexpr std::int64_t kSplitMaxD = 512;      // the largest D and Dv attention_split.comp holds
 constexpr std::int64_t kSplitHeads = 8;       // HB of attention_split.comp: query heads per workgroup
 constexpr std::int64_t kSplitWG = 128;        // its workgroup size (pipelines.cpp)
-constexpr std::int64_t kQueryTile = 16;       // QT of attention_prefill.comp
+constexpr std::int64_t kPrefillRows = 32;     // R of attention_prefill.comp: (position, head) rows per item
+constexpr std::int64_t kPrefillDvPass = 128;  // its DVP: output dimensions per pass
 // Split workgroups to aim for: two per compute unit of a large GPU (132 on the H100/H200), so that
 // a 32K-key decode step keeps HBM busy while each workgroup still walks several blocks. The device
 // does not report its compute units to the ops, hence a constant.
@@ -126,8 +128,13 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
       p.q_first = qw.first, p.k_first = kv.k.first, p.v_first = kv.v.first, p.out_first = ow.first;
       p.row0 = static_cast<std::uint32_t>(t0 * d.nh), p.rows = static_cast<std::uint32_t>(tn * d.nh);
       p.key_begin = static_cast<std::uint32_t>(lo), p.key_count = static_cast<std::uint32_t>(hi - lo);
+      const bool vec_rows = d.D % 4 == 0 && d.Dv % 4 == 0 && qw.first % 4 == 0 && kv.k.first % 4 == 0;
+      p.aligned = vec_rows && kv.v.first % 4 == 0 ? 1u : 0u;
+      // Items: blocks of kPrefillRows (position, head) pairs of one KV head, per output pass.
+      const std::int64_t items = (tn * (d.nh / d.nkv) + kPrefillRows - 1) / kPrefillRows * d.nkv *
+                                 ((d.Dv + kPrefillDvPass - 1) / kPrefillDvPass);
       ctx.recorder.dispatch(pipeline, {qw.binding, kv.k.binding, kv.v.binding}, {ow.binding}, p,
-                            {groups_for(tn, kQueryTile, dev, 0), groups_for(d.nh, 1, dev, 1)});
+                            {groups_for(items, 1, dev, 0)});
     }
     return;
   }
