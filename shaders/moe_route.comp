@@ -75,9 +75,67 @@ void reduce_best(float v, uint i) {
   barrier();
 }
 
-#define ROUTE_LOGIT(t, e) logits[p.logits_offset + (t) * p.E + (e)]
-#include "common/route_subgroup.glsl"
+// A float's bits as an int that orders as the float does (NaN aside): integer subgroup max is a
+// single instruction on some GPUs, where a float max is a tree of shuffles.
+int ordered_bits(float f) {
+  const int b = floatBitsToInt(f);
+  return b >= 0 ? b : b ^ 0x7FFFFFFF;
+}
+float from_ordered_bits(int b) { return intBitsToFloat(b >= 0 ? b : b ^ 0x7FFFFFFF); }
 
+// Token t in this subgroup. The loops have constant trip counts, so they unroll and the arrays
+// stay in registers; slots past E are padding, and slots i >= n (uniform) are skipped.
+void route_in_subgroup(uint t) {
+  const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize, E = p.E, k = p.k;
+  const uint n = (E + S - 1) / S, row = p.logits_offset + t * E;
+  float v[LANE_VALUES];
+  for (uint i = 0; i < LANE_VALUES; ++i) {  // every load before the first use: one round trip
+    v[i] = 0.0;
+    if (lane + i * S < E) v[i] = logits[row + lane + i * S];
+  }
+  float m = uintBitsToFloat(0xFF800000u);  // -inf
+  for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (lane + i * S < E) m = max(m, v[i]);
+  }
+  const float top = from_ordered_bits(subgroupMax(ordered_bits(m)));
+  for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (lane + i * S < E) v[i] = exp(v[i] - top);
+  }
+  // One subgroup sum per slot, added in ascending slot order: the workgroup path's order. The
+  // sums are independent, so they overlap.
+  float sum = 0.0;
+  for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (i < n) sum += subgroupAdd(v[i]);  // padding lanes add 0
+  }
+  // key: the bits of p >= 0, which order as p does; -1: padding or already chosen.
+  int key[LANE_VALUES];
+  for (uint i = 0; i < LANE_VALUES; ++i) key[i] = lane + i * S < E ? floatBitsToInt(v[i] / sum) : -1;
+  uint my_e = 0;  // lane j keeps the j-th choice
+  float my_p = 0.0, total = 0.0;
+  for (uint j = 0; j < k; ++j) {
+    int best = -1;
+    for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (i < n) best = max(best, key[i]);
+    }
+    const int top_key = subgroupMax(best);
+    uint at = 0xFFFFFFFFu;  // this lane's lowest expert holding the top
+    for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (i < n && key[i] == top_key) at = min(at, lane + i * S);
+    }
+    const uint e = subgroupMin(at);  // ties: the lower expert
+    for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (lane + i * S == e) key[i] = -1;
+    }
+    const float pe = intBitsToFloat(top_key);
+    total += pe;  // in the order chosen, as the workgroup path and the CPU add
+    if (lane == j) my_e = e, my_p = pe;
+  }
+  if (lane < k) {
+    const uint first = p.routing_offset + t * 2 * k;
+    routing[first + lane] = my_e;
+    routing[first + k + lane] = floatBitsToUint(p.normalize != 0 ? my_p / total : my_p);
+  }
+}
 #else
 float reduce_value(float v, uint op) {
   tree_v[gl_LocalInvocationID.x] = v;

@@ -14,12 +14,6 @@ namespace {
 }
 }  // namespace
 
-void Backend::router_topk(const Tensor& x, const Tensor& router, const RouteOptions& options, Tensor& logits,
-                          Tensor& routing) {
-  matmul(x, router, logits);
-  route_softmax_topk(logits, options, routing);
-}
-
 void Backend::route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) {
   MF_CHECK(logits.rank() == 2 && routing.rank() == 2 && routing.dim(0) == logits.dim(0) &&
                routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 && options.k <= logits.dim(1),

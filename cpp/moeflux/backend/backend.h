@@ -156,9 +156,6 @@ class Backend {
   // Softmax top-k of router logits [T, E] (the reference: backend::softmax_topk on the host; this
   // default runs it there through download and upload).
   virtual void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing);
-  // logits = x router^T, then route_softmax_topk of them: one op, so a backend may fuse the two.
-  virtual void router_topk(const Tensor& x, const Tensor& router, const RouteOptions& options, Tensor& logits,
-                           Tensor& routing);
   // True when moe_experts_routed can run `layer` for n_tokens tokens: every expert of the layer is
   // on the device, so the host need not see the routing.
   virtual bool can_route_on_device(int /*layer*/, std::int64_t /*n_tokens*/) const { return false; }

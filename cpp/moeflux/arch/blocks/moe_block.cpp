@@ -25,7 +25,8 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   const int E = config.n_experts, k = config.routing.k;
 
   Tensor logits = routing.router_logits.defined() ? routing.router_logits : backend.empty({T, E});
-  backend.router_topk(x, weights.router, config.routing, logits, routing.routing);
+  backend.matmul(x, weights.router, logits);
+  backend.route_softmax_topk(logits, config.routing, routing.routing);
 
   if (backend.can_route_on_device(config.layer, T)) {
     backend.moe_experts_routed(x, routing.routing, config.layer, out);

@@ -29,7 +29,6 @@
 #include "params/moe_grouped.h"
 #include "params/moe_pairs.h"
 #include "params/moe_route.h"
-#include "params/moe_router_topk.h"
 #include "params/rms_norm.h"
 #include "params/rope.h"
 #include "params/sigmoid_mul.h"
@@ -65,7 +64,6 @@ constexpr ShaderSpec kShaders[] = {
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},
     {"fill", 1, sizeof(FillParams), 256},
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
-    {"moe_router_topk", 4, sizeof(MoeRouterTopkParams), 512},
     {"moe_gate_up", 4, sizeof(MoePairParams), 128},
     {"moe_down", 4, sizeof(MoePairParams), 128},
     {"moe_grouped", 4, sizeof(MoeGroupedParams), 256},

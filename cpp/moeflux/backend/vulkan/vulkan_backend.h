@@ -53,8 +53,6 @@ class VulkanBackend final : public Backend {
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
   void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
-  void router_topk(const Tensor& x, const Tensor& router, const RouteOptions& options, Tensor& logits,
-                   Tensor& routing) override;  // ops/router_topk.cpp
   bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
   void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) override;
   void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;  // ops/column_blocks.cpp
