@@ -73,6 +73,13 @@ def test_generation_stops_after_a_stop_token(model):
     assert list(stream) == greedy[: greedy.index(greedy[2]) + 1] and stream.finish_reason == "stop"
 
 
+def test_the_deprecated_token_form_of_generate_warns_and_gives_the_same_ids(model):
+    with pytest.warns(DeprecationWarning, match="generate_tokens"):
+        old = list(model.generate([1, 2, 3], max_new_tokens=6, stop_tokens=[]))
+    model.reset()
+    assert old == list(model.generate_tokens([1, 2, 3], max_new_tokens=6, stop_tokens=[]))
+
+
 def test_sampling_is_repeatable_and_top_k_1_is_greedy(model):
     def run(**kw):
         model.reset()

@@ -23,7 +23,7 @@ def run(model: moeflux.Model) -> tuple[np.ndarray, np.ndarray, list[int]]:
     logits = [model.forward(PROMPT[:10])]
     for t in PROMPT[10:]:
         logits.append(model.forward([int(t)]))
-    tokens = list(model.generate([3], max_new_tokens=8, stop_tokens=[]))
+    tokens = list(model.generate_tokens([3], max_new_tokens=8, stop_tokens=[]))
     return np.concatenate(logits), model.routing.experts, tokens
 
 

@@ -287,7 +287,7 @@ def test_quantized_experts_stay_close_to_the_float_model(name, bits, checkpoint,
     # agree; run free, the sequences must agree up to the first step whose margin is smaller.
     measured = float(np.max(np.abs(actual - expected)))
     float_model.reset()
-    float_tokens = np.array(list(float_model.generate(ids, max_new_tokens=GREEDY_STEPS, stop_tokens=[])), np.int32)
+    float_tokens = np.array(list(float_model.generate_tokens(ids, max_new_tokens=GREEDY_STEPS, stop_tokens=[])), np.int32)
     sequence = np.concatenate([ids, float_tokens])
     float_model.reset()
     quantized_model.reset()
@@ -298,7 +298,7 @@ def test_quantized_experts_stay_close_to_the_float_model(name, bits, checkpoint,
     decisive = top2[:, 1] - top2[:, 0] > 2 * measured
     np.testing.assert_array_equal(forced.argmax(axis=1)[decisive], float_tokens[decisive])
     quantized_model.reset()
-    free = list(quantized_model.generate(ids, max_new_tokens=GREEDY_STEPS, stop_tokens=[]))
+    free = list(quantized_model.generate_tokens(ids, max_new_tokens=GREEDY_STEPS, stop_tokens=[]))
     agree = GREEDY_STEPS if decisive.all() else int(np.argmin(decisive))
     print(f"  {int(decisive.sum())} decisive steps of {GREEDY_STEPS}; free run compared over the first {agree}")
     assert free[:agree] == float_tokens[:agree].tolist()

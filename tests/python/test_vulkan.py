@@ -24,7 +24,7 @@ def run(model: moeflux.Model, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """A prefill, token-by-token decode and greedy generation in one session."""
     split = len(ids) - 6
     logits = [model.forward(ids[:split])] + [model.forward(ids[i : i + 1]) for i in range(split, len(ids))]
-    tokens = list(model.generate([3], max_new_tokens=6, stop_tokens=[]))
+    tokens = list(model.generate_tokens([3], max_new_tokens=6, stop_tokens=[]))
     return np.concatenate(logits), model.routing.experts, tokens
 
 
