@@ -21,6 +21,7 @@ layout(std430, binding = 2) readonly buffer SW { uint s_words[]; };
 layout(std430, binding = 3) readonly buffer BW { uint b_words[]; };
 layout(std430, binding = 4) writeonly buffer Y { float y[]; };
 
+#include "common/dequant.glsl"
 #include "common/quant_quads.glsl"
 
 // Columns [4 quad, 4 quad + 4) of x row t.
@@ -31,6 +32,8 @@ vec4 x_quad(uint t, uint quad, bool aligned) {
 
 void main() {
   const uint quads = p.K / 4u, lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
+  const QuantRows rows =
+      QuantRows(p.q_first, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
   const bool aligned = (p.x_offset & 3u) == 0u;
   for (uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID) * ROWS; row0 < p.N;
        row0 += gl_NumWorkGroups.x * gl_NumSubgroups * ROWS) {
@@ -50,9 +53,9 @@ void main() {
           const uint at = p.q_first + row * p.row_words + quad_word(quad);
           lo[r][u] = q_words[at];
           hi[r][u] = quad_straddles(quad) ? q_words[at + 1u] : 0u;
-          const uint g = row * p.groups + quad * 4u / p.group_size;
-          scale[r][u] = quad_half(s_words[(p.s_first + g) >> 1], p.s_first + g, p.scale_bf16);
-          bias[r][u] = quad_half(b_words[(p.b_first + g) >> 1], p.b_first + g, p.scale_bf16);
+          const uint g = quad * 4u / p.group_size;
+          scale[r][u] = dequant_scale(rows, row, g);
+          bias[r][u] = dequant_bias(rows, row, g);
         }
       }
       for (uint t = 0; t < MAX_T; ++t) {

@@ -23,10 +23,4 @@ vec4 quad_values(uint lo, uint hi, uint shift) {
   return uintBitsToFloat(q | 0x4B000000u) - 8388608.0;
 }
 
-// The 16-bit scale or bias at 16-bit index i of a section read as words.
-float quad_half(uint word, uint i, uint bf16) {
-  const uint h = (word >> (16u * (i & 1u))) & 0xFFFFu;
-  return bf16 != 0u ? uintBitsToFloat(h << 16) : unpackHalf2x16(h).x;
-}
-
 #endif
