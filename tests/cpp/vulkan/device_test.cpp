@@ -87,5 +87,29 @@ TEST(VulkanDevices, AValidationErrorIsRaisedAtTheNextSync) {
   EXPECT_NO_THROW(gpu->finish());  // each message is raised once
 }
 
+// With the profiler on, every dispatch is measured under its shader's label, and a reset starts
+// the counts again.
+TEST(VulkanProfiler, CountsAndTimesCommandsPerShader) {
+  backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
+  options.profile = true;
+  backend::vk::VulkanBackend gpu(options);
+  Tensor a = gpu.empty({64}), b = gpu.empty({64});
+  gpu.upload(random_values(64, 90), a);
+  auto count_adds = [&](int n) {
+    gpu.finish();
+    gpu.reset_stats();
+    for (int i = 0; i < n; ++i) gpu.add(a, a, b);
+    gpu.finish();
+    const auto s = gpu.stats();
+    if (s.find("gpu_commands.add") == s.end()) return -1.0;  // the device has no timestamps
+    EXPECT_GE(s.at("gpu_seconds.add"), 0.0);
+    return s.at("gpu_commands.add");
+  };
+  const double three = count_adds(3);
+  if (three < 0) GTEST_SKIP() << "the device's compute queue has no timestamps";
+  EXPECT_EQ(three, 3.0);
+  EXPECT_EQ(count_adds(5), 5.0);
+}
+
 }  // namespace
 }  // namespace moeflux::test

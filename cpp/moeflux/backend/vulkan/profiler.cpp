@@ -58,11 +58,10 @@ void Profiler::collect(BatchQueries& q) {
     const std::uint64_t a = t[i - 1] & mask_, b = t[i] & mask_;
     const std::uint64_t dt = b >= a ? b - a : 0;  // a command that finished before the one before it
     const std::string_view label = q.labels[i - 1];
-    const double s = static_cast<double>(dt) * period_ns_ * 1e-9;
-    if (const auto it = seconds_.find(label); it != seconds_.end()) it->second += s;
-    else seconds_.emplace(std::string(label), s);
-    if (const auto it = commands_.find(label); it != commands_.end()) ++it->second;
-    else commands_.emplace(std::string(label), 1);
+    auto it = usage_.find(label);
+    if (it == usage_.end()) it = usage_.emplace(std::string(label), Usage{}).first;
+    it->second.seconds += static_cast<double>(dt) * period_ns_ * 1e-9;
+    ++it->second.commands;
   }
   q.used = 0;
 }

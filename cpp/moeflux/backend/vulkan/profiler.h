@@ -33,21 +33,20 @@ class Profiler {
   void collect(BatchQueries& q);  // the batch completed: adds its intervals
   void destroy(BatchQueries& q);
 
-  // Seconds and commands per label since the last reset.
-  const std::map<std::string, double, std::less<>>& seconds() const { return seconds_; }
-  const std::map<std::string, std::uint64_t, std::less<>>& commands() const { return commands_; }
-  void reset() {
-    seconds_.clear();
-    commands_.clear();
-  }
+  // GPU time and commands measured per label since the last reset.
+  struct Usage {
+    double seconds = 0.0;
+    std::uint64_t commands = 0;
+  };
+  const std::map<std::string, Usage, std::less<>>& usage() const { return usage_; }
+  void reset() { usage_.clear(); }
 
  private:
   const Device& device_;
   bool enabled_ = false;
   double period_ns_ = 1.0;
   std::uint64_t mask_ = ~0ull;
-  std::map<std::string, double, std::less<>> seconds_;
-  std::map<std::string, std::uint64_t, std::less<>> commands_;
+  std::map<std::string, Usage, std::less<>> usage_;
 };
 
 }  // namespace moeflux::backend::vk

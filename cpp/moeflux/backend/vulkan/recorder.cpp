@@ -504,8 +504,10 @@ std::map<std::string, double> Recorder::stats() const {
       {"vk_record_seconds", record_seconds_ - base_.record_seconds},
       {"vk_wait_seconds", wait_seconds_ - base_.wait_seconds},
   };
-  for (const auto& [label, seconds] : profiler_.seconds()) s["gpu_seconds." + label] = seconds;
-  for (const auto& [label, n] : profiler_.commands()) s["gpu_commands." + label] = static_cast<double>(n);
+  for (const auto& [label, u] : profiler_.usage()) {
+    s["gpu_seconds." + label] = u.seconds;
+    s["gpu_commands." + label] = static_cast<double>(u.commands);
+  }
   return s;
 }
 
