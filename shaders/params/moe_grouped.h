@@ -5,7 +5,8 @@
 #include "params/params.h"
 MF_PARAMS_BEGIN(MoeGroupedParams)
   MF_U32 in_offset;     // x [T, K] (gate_up, rows gathered by token) or act [rows, K] (down)
-  MF_U32 plan_offset;   // uint index: tile experts [n_tiles], then row tokens [rows] (~0u: padding)
+  MF_U32 plan_offset;   // uint index: tile experts [n_tiles], tile row counts [n_tiles] (the real
+                        // rows, a prefix of the tile), then row tokens [rows] (~0u: padding)
   MF_U32 table_offset;  // the batch's table [E, 6]: gate, up, down addresses as (low, high)
   MF_U32 out_offset;    // act [rows, N] (gate_up) or y [rows, N] (down)
   MF_U32 n_tiles;
@@ -18,8 +19,10 @@ MF_PARAMS_BEGIN(MoeGroupedParams)
   MF_U32 scale_bf16;
   MF_U32 s_first;
   MF_U32 b_first;
+  MF_U32 in_vec4;       // 1: in_offset and K are multiples of 4, so input rows load as vec4
 MF_PARAMS_END(MoeGroupedParams)
 MF_PARAMS_CHECK(MoeGroupedParams, n_tiles, 16)
 MF_PARAMS_CHECK(MoeGroupedParams, row_words, 32)
-MF_PARAMS_SIZE(MoeGroupedParams, 56)
+MF_PARAMS_CHECK(MoeGroupedParams, in_vec4, 56)
+MF_PARAMS_SIZE(MoeGroupedParams, 60)
 #endif

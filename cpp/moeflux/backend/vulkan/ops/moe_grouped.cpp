@@ -1,8 +1,9 @@
 // The routed experts of many tokens (prefill) in three dispatches per batch of experts, however
 // many experts the batch has: the (token, slot) pairs sorted by expert, each expert's rows padded
 // to whole 64-row tiles (moe_grouped with GATE_UP: act = silu(x gate^T) * (x up^T); then down), and
-// moe_combine, which adds each token's experts in ascending order into out. Each output element is
-// computed the same way whatever the batch holds, so batches give the bits of one call.
+// moe_combine, which adds each token's experts in ascending order into out. A tile's count of real
+// rows lets the kernel skip the FMAs of its padding. Each output element is computed the same way
+// whatever the batch holds, so batches give the bits of one call.
 #include <algorithm>
 #include <bit>
 #include <tuple>
@@ -17,10 +18,12 @@ namespace moeflux::backend::vk {
 namespace {
 
 constexpr std::int64_t kTile = 64;  // TILE of moe_grouped.comp
+constexpr std::int64_t kGateUpColumns = 64, kDownColumns = 128;  // its TN with and without GATE_UP
 constexpr std::uint32_t kNoRow = 0xFFFFFFFFu;
 
-// One batch's plans: for moe_grouped, tile experts then row tokens; for moe_combine, per token
-// its k rows (ascending expert, then slot; kNoRow for other batches' experts) then weight bits.
+// One batch's plans: for moe_grouped, tile experts, tile row counts, then row tokens; for
+// moe_combine, per token its k rows (ascending expert, then slot; kNoRow for other batches'
+// experts) then weight bits.
 struct BatchPlan {
   std::vector<std::uint32_t> grouped, combine;
   std::int64_t n_tiles = 0, rows = 0;
@@ -29,7 +32,7 @@ struct BatchPlan {
 BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> batch_experts) {
   const std::int64_t T = routing.n_tokens;
   const auto k = static_cast<std::size_t>(routing.k);
-  std::vector<std::uint32_t> tiles, tokens;
+  std::vector<std::uint32_t> tiles, counts, tokens;
   std::vector<std::uint32_t> row_of(static_cast<std::size_t>(T) * k, kNoRow);
   for (const std::int32_t e : batch_experts) {
     const std::size_t first = tokens.size();
@@ -39,6 +42,9 @@ BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> ba
       tokens.push_back(static_cast<std::uint32_t>(s / k));
     }
     if (tokens.size() == first) continue;
+    for (std::size_t r = first; r < tokens.size(); r += kTile) {
+      counts.push_back(static_cast<std::uint32_t>(std::min<std::size_t>(kTile, tokens.size() - r)));
+    }
     while (tokens.size() % kTile != 0) tokens.push_back(kNoRow);
     tiles.insert(tiles.end(), (tokens.size() - first) / kTile, static_cast<std::uint32_t>(e));
   }
@@ -46,6 +52,7 @@ BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> ba
   plan.n_tiles = static_cast<std::int64_t>(tiles.size());
   plan.rows = static_cast<std::int64_t>(tokens.size());
   plan.grouped = std::move(tiles);
+  plan.grouped.insert(plan.grouped.end(), counts.begin(), counts.end());
   plan.grouped.insert(plan.grouped.end(), tokens.begin(), tokens.end());
   plan.combine.assign(2 * row_of.size(), kNoRow);
   std::vector<std::tuple<std::int32_t, std::size_t>> order;  // (expert, slot) of one token
@@ -135,15 +142,16 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
       g.K = static_cast<std::uint32_t>(K);
       g.N = static_cast<std::uint32_t>(N);
       g.out_offset = to.first;
+      g.in_vec4 = in.first % 4 == 0 && K % 4 == 0 ? 1u : 0u;
       set_quant_rows(g, forms.role[role].dtype, forms.role[role].quant, shape);
       return g;
     };
     ctx.recorder.dispatch(gate_up, {xw.binding, grouped_b, table_b}, {aw.binding},
                           grouped_params(xw, aw, H, I, 0, experts[0].gate.shape),
-                          {groups_for(I, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
+                          {groups_for(I, kGateUpColumns, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
     ctx.recorder.dispatch(down, {aw.binding, grouped_b, table_b}, {yw.binding},
                           grouped_params(aw, yw, I, H, 2, experts[0].down.shape),
-                          {groups_for(H, kTile, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
+                          {groups_for(H, kDownColumns, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
 
     const params::MoeCombineParams c{yw.first, 0, ow.first, static_cast<std::uint32_t>(T),
                                      static_cast<std::uint32_t>(routing.k), static_cast<std::uint32_t>(H),
