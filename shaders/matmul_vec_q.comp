@@ -3,7 +3,8 @@
 // w: a subgroup with USE_SUBGROUP (several rows per workgroup, no barriers), else the workgroup
 // (shared-memory reduction); lanes stride over K four dequant8 blocks at a time (coalesced words,
 // four loads in flight), then one at a time.
-// Bindings: 0 x f32 [T, K], 1 q_words, 2 s_words, 3 b_words (uint), 4 y f32 [T, ldy].
+// Bindings: 0 x f32 [T, K] (also read as vec4s: common/block_dot.glsl), 1 q_words, 2 s_words,
+// 3 b_words (uint), 4 y f32 [T, ldy].
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
 #include "common/types.glsl"
 #include "common/grid.glsl"
@@ -15,12 +16,16 @@
 #include "params/matmul_q.h"
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer QW { uint q_words[]; };
 layout(std430, binding = 2) readonly buffer SW { uint s_words[]; };
 layout(std430, binding = 3) readonly buffer BW { uint b_words[]; };
 layout(std430, binding = 4) writeonly buffer Y { float y[]; };
 
 #include "common/dequant.glsl"
+#define BLOCK_X x
+#define BLOCK_X4 x4
+#include "common/block_dot.glsl"
 
 #ifdef USE_SUBGROUP
 #define TEAM_ID gl_SubgroupID
@@ -38,6 +43,7 @@ void main() {
   const QuantRows r = QuantRows(p.q_first, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
   const uint K = p.K, blocks = K / 8;
   const uint lane = TEAM_LANE;
+  const bool x_aligned = (p.x_offset & 3u) == 0u;
   for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
     float acc[MAX_T];
     for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
@@ -48,10 +54,7 @@ void main() {
       for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         float s = 0.0;
-        for (uint j = 0; j < 4; ++j) {
-          const uint xi = p.x_offset + t * K + (b + j * TEAM_SIZE) * 8;
-          for (uint i = 0; i < 8; ++i) s += w[j][i] * x[xi + i];
-        }
+        [[unroll]] for (uint j = 0; j < 4; ++j) s += block_dot(w[j], p.x_offset + t * K + (b + j * TEAM_SIZE) * 8, x_aligned);
         acc[t] += s;
       }
     }
@@ -60,10 +63,7 @@ void main() {
       dequant8(r, row, b * 8, w);
       for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
-        const uint xi = p.x_offset + t * K + b * 8;
-        float s = 0.0;
-        for (uint i = 0; i < 8; ++i) s += w[i] * x[xi + i];
-        acc[t] += s;
+        acc[t] += block_dot(w, p.x_offset + t * K + b * 8, x_aligned);
       }
     }
 #ifdef USE_SUBGROUP

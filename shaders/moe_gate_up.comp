@@ -14,6 +14,7 @@
 #include "params/moe_pairs.h"
 
 layout(std430, binding = 0) readonly buffer In { float vin[]; };
+layout(std430, binding = 0) readonly buffer In4 { vec4 vin4[]; };
 layout(std430, binding = 1) readonly buffer Routing { uint routing[]; };
 layout(std430, binding = 2) readonly buffer Table { uint table[]; };
 layout(std430, binding = 3) writeonly buffer Act { float act[]; };
@@ -30,10 +31,15 @@ void main() {
     if (gate == uvec2(0) || up == uvec2(0)) continue;  // not this call's expert
     const uint base = p.in_offset + t * p.K;
     for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
+#ifdef Q_BITS
+      const vec2 gu = lane_dot_pair(gate, up, row, base);
+      float g = gu.x, u = gu.y;
+#else
       use_block(gate);
       float g = lane_dot(row, base);
       use_block(up);
       float u = lane_dot(row, base);
+#endif
 #ifdef USE_SUBGROUP
       g = subgroupAdd(g);
       u = subgroupAdd(u);

@@ -1,7 +1,8 @@
 // Dot products of expert weight rows with an input vector, the weights read by device address
 // (common/types.glsl's USE_BUFFER_REFERENCE), by a team of lanes: a subgroup with USE_SUBGROUP
 // (several rows per workgroup, no barriers), else the workgroup (shared-memory sums, REDUCE_N
-// values). The including shader binds `vin` (float) and has MoePairParams `p`.
+// values). The including shader binds `vin` (float) and `vin4` (the same binding as vec4) and has
+// MoePairParams `p`.
 // Defines: Q_BITS (8, 4, 3, 2) or one of W_F32, W_F16, W_BF16.
 #ifndef MOEFLUX_EXPERT_DOT_GLSL
 #define MOEFLUX_EXPERT_DOT_GLSL
@@ -39,40 +40,75 @@ void use_block(uvec2 address) {
 #endif
 }
 
-// This lane's share of w[row] . vin[base, base + K): lanes stride over K (dequant8 blocks, four in
-// flight, when quantized, K then being a multiple of 32; four values at a time when float).
-float lane_dot(uint row, uint base) {
+#define BLOCK_X vin
+#define BLOCK_X4 vin4
+#include "common/block_dot.glsl"
+
+// Lane `lane` of a team of `team` lanes: its share of w[row] . vin[base, base + K). Quantized, the
+// lanes stride over K's dequant8 blocks, four in flight, K then being a multiple of 32; float, four
+// values at a time, then the tail one at a time.
+float lane_dot_at(uint row, uint base, uint lane, uint team) {
   const uint K = p.K;
   float acc = 0.0;
 #ifdef Q_BITS
   const QuantRows r = QuantRows(0, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
-  uint b = TEAM_LANE;
-  for (; b + 3 * TEAM_SIZE < K / 8; b += 4 * TEAM_SIZE) {
+  const bool x_aligned = (base & 3u) == 0u;
+  uint b = lane;
+  for (; b + 3 * team < K / 8; b += 4 * team) {
     float w[4][8];
-    dequant8x4(r, row, b, TEAM_SIZE, w);
-    for (uint j = 0; j < 4; ++j) {
-      const uint xi = base + (b + j * TEAM_SIZE) * 8;
-      for (uint i = 0; i < 8; ++i) acc += w[j][i] * vin[xi + i];
-    }
+    dequant8x4(r, row, b, team, w);
+    [[unroll]] for (uint j = 0; j < 4; ++j) acc += block_dot(w[j], base + (b + j * team) * 8, x_aligned);
   }
-  for (; b < K / 8; b += TEAM_SIZE) {
+  for (; b < K / 8; b += team) {
     float w[8];
     dequant8(r, row, b * 8, w);
-    float s = 0.0;
-    for (uint i = 0; i < 8; ++i) s += w[i] * vin[base + b * 8 + i];
-    acc += s;
+    acc += block_dot(w, base + b * 8, x_aligned);
   }
 #else
   // Four independent loads per step, then the tail one at a time.
-  const uint wide = K - K % (4 * TEAM_SIZE), w0 = row * K;
-  for (uint c = 4 * TEAM_LANE; c < wide; c += 4 * TEAM_SIZE) {
+  const uint wide = K - K % (4 * team), w0 = row * K;
+  for (uint c = 4 * lane; c < wide; c += 4 * team) {
     const float a0 = weight_to_float(w_values.v[w0 + c]), a1 = weight_to_float(w_values.v[w0 + c + 1]);
     const float a2 = weight_to_float(w_values.v[w0 + c + 2]), a3 = weight_to_float(w_values.v[w0 + c + 3]);
     acc += a0 * vin[base + c] + a1 * vin[base + c + 1] + a2 * vin[base + c + 2] + a3 * vin[base + c + 3];
   }
-  for (uint c = wide + TEAM_LANE; c < K; c += TEAM_SIZE) acc += weight_to_float(w_values.v[w0 + c]) * vin[base + c];
+  for (uint c = wide + lane; c < K; c += team) acc += weight_to_float(w_values.v[w0 + c]) * vin[base + c];
 #endif
   return acc;
 }
+
+float lane_dot(uint row, uint base) { return lane_dot_at(row, base, TEAM_LANE, TEAM_SIZE); }
+
+#ifdef Q_BITS
+// The shares of gate[row] . x and up[row] . x at once: both rows' loads in flight together, and
+// each block of x read once for the two.
+vec2 lane_dot_pair(uvec2 gate, uvec2 up, uint row, uint base) {
+  const uint K = p.K, team = TEAM_SIZE;
+  const QuantRows r = QuantRows(0, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
+  const bool x_aligned = (base & 3u) == 0u;
+  vec2 acc = vec2(0.0);
+  uint b = TEAM_LANE;
+  for (; b + 3 * team < K / 8; b += 4 * team) {
+    float g[4][8], u[4][8];
+    use_block(gate);
+    dequant8x4(r, row, b, team, g);
+    use_block(up);
+    dequant8x4(r, row, b, team, u);
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      const uint at = base + (b + j * team) * 8;
+      acc += vec2(block_dot(g[j], at, x_aligned), block_dot(u[j], at, x_aligned));
+    }
+  }
+  for (; b < K / 8; b += team) {
+    float g[8], u[8];
+    use_block(gate);
+    dequant8(r, row, b * 8, g);
+    use_block(up);
+    dequant8(r, row, b * 8, u);
+    acc += vec2(block_dot(g, base + b * 8, x_aligned), block_dot(u, base + b * 8, x_aligned));
+  }
+  return acc;
+}
+#endif
 
 #endif
