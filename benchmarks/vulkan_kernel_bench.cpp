@@ -2,8 +2,9 @@
 // back to back, either as a chain (each call overwrites the previous one's output, so a barrier
 // separates them: the latency a decode step pays per op) or independent (outputs rotate over
 // several tensors, so calls overlap: the throughput); matrix-vector products with their weight
-// warm in the GPU's caches or cold (rotating over copies larger than the caches, as in decode). Prints one JSON line per case with the wall
-// time per call and, with the profiler on, the GPU time per command.
+// warm in the GPU's caches or cold (rotating over copies larger than the caches, as in decode);
+// decode attention at a few context lengths. Prints one JSON line per case with the wall time per
+// call and, with the profiler on, the GPU time per command.
 //   vulkan_kernel_bench [REPEAT=400] [DEVICE=""]
 #include <chrono>
 #include <cstring>
@@ -130,6 +131,21 @@ int main(int argc, char** argv) {
         const auto r = static_cast<std::size_t>(i % kRotate);
         gpu.add_rms_norm(x[r], y[0], w[0], {}, out[r]);
       });
+    }
+    // Decode attention (one query row, Qwen3-30B-A3B's 32 query / 4 KV heads of 128) at contexts
+    // of one chunk, of a few hundred keys (a 512-token prompt) and of thousands.
+    {
+      const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 8192;
+      std::vector<Tensor> q = tensors({1, nh, D}, 1), out = tensors({1, nh, D}, 1);
+      std::vector<Tensor> kc = tensors({capacity, nkv, D}, 1), vc = tensors({capacity, nkv, D}, 1);
+      for (const std::int64_t keys : {48, 600, 4000}) {
+        backend::AttentionOptions o;
+        o.scale = 0.088f;
+        o.n_past = keys - 1;
+        const double bytes = 2.0 * static_cast<double>(keys * nkv * D * 4);
+        measure(gpu, "attention " + std::to_string(keys) + " keys", "chain", repeat, bytes,
+                [&](int) { gpu.attention(q[0], kc[0], vc[0], o, out[0]); });
+      }
     }
     struct MatCase {
       int bits;  // 0: bf16
