@@ -64,10 +64,10 @@ uint v_row(uint key, uint kvh) { return p.v_first + ((key - p.key_begin) * p.nkv
 // Score lane (slice s, key group kg): keys kg + kgroups * u of the block at b0 (nb keys).
 void load_keys(uint b0, uint nb, uint kvh, uint s, uint kg, uint slices, uint kgroups) {
   const uint d4_end = (p.D + 3) / 4;
-  for (uint u = 0; u < KPL; ++u) {
+  [[unroll]] for (uint u = 0; u < KPL; ++u) {
     const uint j = kg + kgroups * u;
     const uint at = k_row(b0 + min(j, nb - 1), kvh);
-    for (uint i = 0; i < DPL; ++i) {
+    [[unroll]] for (uint i = 0; i < DPL; ++i) {
       const uint d4 = s + slices * i;
       kr[u][i] = kg < kgroups && j < nb && d4 < d4_end ? LOAD4(k, k4, at, d4, p.D) : vec4(0.0);
     }
@@ -76,7 +76,7 @@ void load_keys(uint b0, uint nb, uint kvh, uint s, uint kg, uint slices, uint kg
 
 // Value lane (column c, key subset ks of ksplit): keys j0 + ks + ksplit * w of the block at b0.
 void load_values(uint b0, uint nb, uint j0, uint kvh, bool lane_on, uint c, uint ks, uint ksplit) {
-  for (uint w = 0; w < VPL; ++w) {
+  [[unroll]] for (uint w = 0; w < VPL; ++w) {
     const uint j = j0 + ks + ksplit * w;
     vr[w] = lane_on && j < nb ? LOAD4(v, v4, v_row(b0 + j, kvh), c, p.Dv) : vec4(0.0);
   }
@@ -137,7 +137,7 @@ void main() {
       if (tid < HB) m_run[0][tid] = NEG_INF;
       vec4 o[HB];
       float l[HB];
-      for (uint i = 0; i < HB; ++i) {
+      [[unroll]] for (uint i = 0; i < HB; ++i) {
         o[i] = vec4(0.0);
         l[i] = 0.0;
       }
@@ -146,25 +146,25 @@ void main() {
         const uint nb = min(p.block, hi - b0), next = b0 + p.block;
         // 1. Partial dot products of this lane's slices, then the next block's keys.
         float part[KPL][HB];
-        for (uint u = 0; u < KPL; ++u) {
-          for (uint h = 0; h < HB; ++h) part[u][h] = 0.0;
+        [[unroll]] for (uint u = 0; u < KPL; ++u) {
+          [[unroll]] for (uint h = 0; h < HB; ++h) part[u][h] = 0.0;
         }
-        for (uint i = 0; i < DPL; ++i) {
+        [[unroll]] for (uint i = 0; i < DPL; ++i) {
           const uint d4 = s + slices * i;
           if (kg >= kgroups || 4 * d4 >= p.D) break;
-          for (uint h = 0; h < HB; ++h) {
+          [[unroll]] for (uint h = 0; h < HB; ++h) {
             if (h >= nhb) break;
             const vec4 qv = LOAD4(q, q4, p.q_first + (r0 + h) * p.D, d4, p.D);
-            for (uint u = 0; u < KPL; ++u) part[u][h] += dot(qv, kr[u][i]);
+            [[unroll]] for (uint u = 0; u < KPL; ++u) part[u][h] += dot(qv, kr[u][i]);
           }
         }
         if (next < hi) load_keys(next, min(p.block, hi - next), kvh, s, kg, slices, kgroups);
         // [head][key][slice], rows of slices + 1 floats: neither the writes (lanes over slices)
         // nor the reads (lanes over keys) fall in one bank.
-        for (uint u = 0; u < KPL; ++u) {
+        [[unroll]] for (uint u = 0; u < KPL; ++u) {
           const uint j = kg + kgroups * u;
           if (kg >= kgroups || j >= nb) break;
-          for (uint h = 0; h < HB; ++h) {
+          [[unroll]] for (uint h = 0; h < HB; ++h) {
             if (h >= nhb) break;
             scratch[(h * p.block + j) * (slices + 1) + s] = part[u][h];
           }
@@ -197,7 +197,7 @@ void main() {
         barrier();
         // 3. Values, in rounds of VPL keys per lane; the first round was loaded in advance.
         if (v_lane) {
-          for (uint i = 0; i < HB; ++i) {
+          [[unroll]] for (uint i = 0; i < HB; ++i) {
             const uint h = hs * hpl + i;
             if (i >= hpl || h >= nhb) break;
             o[i] *= alpha[h];
@@ -205,10 +205,10 @@ void main() {
           }
           for (uint j0 = 0; j0 < nb; j0 += ksplit * VPL) {
             if (j0 > 0) load_values(b0, nb, j0, kvh, true, c, ks, ksplit);
-            for (uint w = 0; w < VPL; ++w) {
+            [[unroll]] for (uint w = 0; w < VPL; ++w) {
               const uint j = j0 + ks + ksplit * w;
               if (j >= nb) break;
-              for (uint i = 0; i < HB; ++i) {
+              [[unroll]] for (uint i = 0; i < HB; ++i) {
                 const uint h = hs * hpl + i;
                 if (i >= hpl || h >= nhb) break;
                 const float pj = probs[j * HB + h];
@@ -224,11 +224,11 @@ void main() {
       // the last block's second barrier).
       if (ksplit > 1) {
         if (v_lane) {
-          for (uint i = 0; i < HB; ++i) {
+          [[unroll]] for (uint i = 0; i < HB; ++i) {
             const uint h = hs * hpl + i;
             if (i >= hpl || h >= nhb) break;
             const uint at = ((ks * p.heads + h) * cols + c) * 4;
-            for (uint x = 0; x < 4; ++x) scratch[at + x] = o[i][x];
+            [[unroll]] for (uint x = 0; x < 4; ++x) scratch[at + x] = o[i][x];
             if (c == 0) l_parts[ks * HB + h] = l[i];
           }
         }
@@ -245,7 +245,7 @@ void main() {
           write_out(r0 + h, col, acc, sum, lo < hi ? m_run[par][h] : NEG_INF, chunk);
         }
       } else if (v_lane) {
-        for (uint i = 0; i < HB; ++i) {
+        [[unroll]] for (uint i = 0; i < HB; ++i) {
           const uint h = hs * hpl + i;
           if (i >= hpl || h >= nhb) break;
           write_out(r0 + h, c, o[i], l[i], lo < hi ? m_run[par][h] : NEG_INF, chunk);

@@ -26,11 +26,11 @@ void main() {
   for (uint row = gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID; row < p.N; row += gl_NumWorkGroups.x * gl_NumSubgroups) {
     const uint wr = p.w_offset + row * K;
     float acc[MAX_T];
-    for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
     for (uint k = 4 * lane; k < wide; k += 4 * team) {
       const float w0 = weight_to_float(w[wr + k]), w1 = weight_to_float(w[wr + k + 1]);
       const float w2 = weight_to_float(w[wr + k + 2]), w3 = weight_to_float(w[wr + k + 3]);
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         const uint xi = p.x_offset + t * K + k;
         acc[t] += w0 * x[xi] + w1 * x[xi + 1] + w2 * x[xi + 2] + w3 * x[xi + 3];
@@ -38,12 +38,12 @@ void main() {
     }
     for (uint k = wide + lane; k < K; k += team) {
       const float wk = weight_to_float(w[wr + k]);
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         acc[t] += wk * x[p.x_offset + t * K + k];
       }
     }
-    for (uint t = 0; t < MAX_T; ++t) {
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;
       const float total = subgroupAdd(acc[t]);
       if (lane == t) y[p.y_offset + t * p.ldy + row] = total;

@@ -46,12 +46,12 @@ void main() {
   const bool x_aligned = (p.x_offset & 3u) == 0u;
   for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
     float acc[MAX_T];
-    for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
     uint b = lane;
     for (; b + 3 * TEAM_SIZE < blocks; b += 4 * TEAM_SIZE) {
       float w[4][8];
       dequant8x4(r, row, b, TEAM_SIZE, w);
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         float s = 0.0;
         [[unroll]] for (uint j = 0; j < 4; ++j) s += block_dot(w[j], p.x_offset + t * K + (b + j * TEAM_SIZE) * 8, x_aligned);
@@ -61,13 +61,13 @@ void main() {
     for (; b < blocks; b += TEAM_SIZE) {
       float w[8];
       dequant8(r, row, b * 8, w);
-      for (uint t = 0; t < MAX_T; ++t) {
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         acc[t] += block_dot(w, p.x_offset + t * K + b * 8, x_aligned);
       }
     }
 #ifdef USE_SUBGROUP
-    for (uint t = 0; t < MAX_T; ++t) {
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;
       const float total = subgroupAdd(acc[t]);
       if (lane == t) y[p.y_offset + t * p.ldy + row] = total;  // constant indices keep acc in registers

@@ -59,22 +59,22 @@ void dequant8(QuantRows r, uint row, uint col, out float v[8]) {
   const uint base = r.q_first + row * r.row_words;
 #if Q_BITS == 4
   const uint word = q_words[base + col / 8];
-  for (uint i = 0; i < 8; ++i) v[i] = dequant_apply((word >> (4 * i)) & 0xFu, s, b);
+  [[unroll]] for (uint i = 0; i < 8; ++i) v[i] = dequant_apply((word >> (4 * i)) & 0xFu, s, b);
 #elif Q_BITS == 8
   const uint lo = q_words[base + col / 4], hi = q_words[base + col / 4 + 1];
-  for (uint i = 0; i < 4; ++i) {
+  [[unroll]] for (uint i = 0; i < 4; ++i) {
     v[i] = dequant_apply((lo >> (8 * i)) & 0xFFu, s, b);
     v[i + 4] = dequant_apply((hi >> (8 * i)) & 0xFFu, s, b);
   }
 #else
-  for (uint i = 0; i < 8; ++i) v[i] = dequant_apply(dequant_q(r, row, col + i), s, b);
+  [[unroll]] for (uint i = 0; i < 8; ++i) v[i] = dequant_apply(dequant_q(r, row, col + i), s, b);
 #endif
 }
 
 // Blocks b, b + stride, b + 2 stride and b + 3 stride of `row` (each coalesced across a team
 // striding by one block): four independent loads in flight per invocation.
 void dequant8x4(QuantRows r, uint row, uint b, uint stride, out float v[4][8]) {
-  for (uint j = 0; j < 4; ++j) dequant8(r, row, (b + j * stride) * 8, v[j]);
+  [[unroll]] for (uint j = 0; j < 4; ++j) dequant8(r, row, (b + j * stride) * 8, v[j]);
 }
 
 #endif

@@ -1,6 +1,7 @@
-// moe_experts on Vulkan against the CPU backend: f32, bf16 and q4 experts, k = 1 and 2, decode and
-// prefill row counts, a token routed twice to one expert, out accumulated onto; ascending batches
-// with accumulate = true give the bits of one call; rows past one binding (smallrange) in windows.
+// moe_experts on Vulkan against the CPU backend: f32, bf16, q8, q4 and q3 experts (the 8- and 4-bit
+// ones through the wide gate-up kernel), k = 1 and 2, decode and prefill row counts, a token routed
+// twice to one expert, out accumulated onto; ascending batches with accumulate = true give the bits
+// of one call; rows past one binding (smallrange) in windows.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,7 +26,7 @@ using format::Dtype;
 constexpr double kRtol = 1e-5;
 constexpr int kExperts = 5;
 
-// Expert weights as stored (float dtypes or q4 in groups of 32), kept alive for both backends.
+// Expert weights as stored (float dtypes or quantized in groups of 32), kept alive for both backends.
 struct Experts {
   std::vector<StoredWeight> floats;
   std::vector<QuantizedWeight> quantized;
@@ -38,8 +39,8 @@ struct Experts {
         const auto seed = 1400 + static_cast<unsigned>(3 * e + b);
         const std::vector<float> values = random_values(static_cast<std::size_t>(H * I), seed, -0.5f, 0.5f);
         if (format::is_quantized(d)) {
-          const format::QuantParams q4{.bits = 4, .group_size = 32, .scale_dtype = Dtype::bf16};
-          quantized.emplace_back(q4, shape, values);
+          const format::QuantParams q{.bits = format::quant_bits(d), .group_size = 32, .scale_dtype = Dtype::bf16};
+          quantized.emplace_back(q, shape, values);
         } else {
           floats.emplace_back(d, shape, values);
         }
@@ -130,7 +131,7 @@ TEST_P(VulkanMoe, MatchesCpuAndBatchesGiveTheSameBits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, VulkanMoe, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanMoe, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q8, Dtype::q4, Dtype::q3})),
                          op_case_name);
 
 TEST_F(VulkanTest, MoeErrors) {
