@@ -1,7 +1,7 @@
-// moe_experts on Vulkan against the CPU backend: f32, bf16, q8, q4 and q3 experts (the 8- and 4-bit
-// ones through the wide gate-up kernel), k = 1 and 2, decode and prefill row counts, a token routed
-// twice to one expert, out accumulated onto; ascending batches with accumulate = true give the bits
-// of one call; rows past one binding (smallrange) in windows.
+// moe_experts on Vulkan against the CPU backend: f32, bf16, q8, q4 and q3 experts, k = 1 and 2,
+// decode and prefill row counts, a token routed twice to one expert, out accumulated onto; ascending
+// batches with accumulate = true give the bits of one call; rows past one binding (smallrange) in
+// windows.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -24,13 +24,6 @@ constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert m
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
 constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of moe_route.comp
-constexpr std::uint32_t kWideSlices = 8;         // SLICES of moe_gate_up_wide.comp
-
-// moe_gate_up_wide reads 16-byte chunks of 8- or 4-bit rows, each inside one group.
-bool wide_chunks_fit(Dtype dtype, const format::QuantParams& quant) {
-  const int bits = format::quant_bits(dtype);
-  return (bits == 8 || bits == 4) && quant.group_size % (128 / bits) == 0;
-}
 
 }  // namespace
 
@@ -100,16 +93,12 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   const Device& dev = ctx.device;
   const std::int64_t T = x.dim(0), H = x.dim(1), I = forms.gate_shape[0];
   const bool sg = dev.features().subgroup_arithmetic;
-  const bool wide = sg && wide_chunks_fit(forms.role[0].dtype, forms.role[0].quant);
-  const Pipeline& gate_up = ctx.pipelines.get(variant(wide ? "moe_gate_up_wide" : "moe_gate_up", forms.role[0].dtype, sg));
+  const Pipeline& gate_up = ctx.pipelines.get(variant("moe_gate_up", forms.role[0].dtype, sg));
   const Pipeline& down = ctx.pipelines.get(variant("moe_down", forms.role[2].dtype, sg));
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
   auto rows_per_group = [&](const Pipeline& pl) -> std::int64_t {
     return sg ? std::max<std::uint32_t>(1, pl.spec.local_size / subgroup) : 1;
   };
-  // The wide kernel's subgroups take subgroup / min(kWideSlices, subgroup) rows each.
-  const std::int64_t gate_up_rows =
-      rows_per_group(gate_up) * (wide ? subgroup / std::min(kWideSlices, subgroup) : 1);
   Tensor act = empty({T * k, I});
   const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
 
@@ -131,7 +120,7 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   };
   ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding},
                         pair_params(xw, aw, H, I, 0, forms.gate_shape),
-                        {groups_for(I, gate_up_rows, dev, 0), groups_for(T * k, 1, dev, 1)});
+                        {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
   params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
   ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
