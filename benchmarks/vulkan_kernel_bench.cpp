@@ -5,7 +5,7 @@
 // warm in the GPU's caches or cold (rotating over copies larger than the caches, as in decode);
 // decode attention at a few context lengths. Prints one JSON line per case with the wall time per
 // call and, with the profiler on, the GPU time per command.
-//   vulkan_kernel_bench [REPEAT=400] [DEVICE=""]
+//   vulkan_kernel_bench [REPEAT=400] [DEVICE=""] [ONLY=""]   (ONLY: run the cases whose name holds it)
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -65,8 +65,11 @@ struct Bf16 {
 };
 
 // Runs `call(i)` `repeat` times after a warm-up and prints the case's line.
+std::string only;  // run only the cases whose name contains this
+
 void measure(backend::vk::VulkanBackend& gpu, const std::string& name, const std::string& mode, int repeat,
              double bytes_per_call, const std::function<void(int)>& call) {
+  if (name.find(only) == std::string::npos) return;
   // Warm-up long enough for the GPU to raise its clocks (idle, it drops them within a second).
   const auto warm_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
   for (int i = 0; std::chrono::steady_clock::now() < warm_until; ++i) {
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   const int repeat = argc > 1 ? std::atoi(argv[1]) : 400;
   backend::vk::VulkanOptions options;
   options.device = argc > 2 ? argv[2] : "";
+  only = argc > 3 ? argv[3] : "";
   options.profile = true;
   try {
     backend::vk::VulkanBackend gpu(options);
