@@ -21,15 +21,22 @@
 #endif
 
 // Macros, not functions: with 16-bit storage alone, 16-bit values may not be function arguments.
+// WEIGHT4_T and weight4_to_vec4(): four weights at once.
 #if defined(W_F32)
 #define WEIGHT_T float
 #define weight_to_float(v) (v)
+#define WEIGHT4_T vec4
+#define weight4_to_vec4(v) (v)
 #elif defined(W_F16)
 #define WEIGHT_T float16_t
 #define weight_to_float(v) float(v)
+#define WEIGHT4_T f16vec4
+#define weight4_to_vec4(v) vec4(v)
 #elif defined(W_BF16)
 #define WEIGHT_T uint16_t
 #define weight_to_float(v) uintBitsToFloat(uint(v) << 16)
+#define WEIGHT4_T u16vec4
+#define weight4_to_vec4(v) uintBitsToFloat(uvec4(v) << 16)
 #endif
 
 #endif

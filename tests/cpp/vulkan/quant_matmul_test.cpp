@@ -1,6 +1,8 @@
 // matmul and embedding with quantized weights on Vulkan against the CPU backend: every bit width,
 // group size and scale dtype, T = 1, 3 and 8 (matmul_vec_q, and matmul_vec_q_quads at 4099 rows),
-// 17 and 64 (matmul_tiled_q), odd N, K past 4096, in every configuration (smallrange cuts the weight's sections into row windows).
+// 9 to 299 (matmul_tiled_q: partial and whole 64-row tiles, several 128-row tiles of w and a
+// partial one, x at an odd offset and at a multiple of 4), odd N, K past 4096, in every
+// configuration (smallrange cuts the weight's sections into row windows).
 #include <cmath>
 #include <random>
 #include <vector>
@@ -19,14 +21,15 @@ using format::Dtype;
 // per-group scaling of q . x, which can exceed sum |x w| a few times when the bias cancels it).
 constexpr double kRtol = 1e-4;
 
+// x_guard: where x starts in its buffer (Guarded's default, 37, is no multiple of 4: x as floats).
 void check_matmul(Backend& cpu, backend::vk::VulkanBackend& gpu, const QuantizedWeight& w, std::int64_t T,
-                  unsigned seed) {
+                  unsigned seed, std::int64_t x_guard = 37) {
   const std::int64_t N = w.shape[0], K = w.shape[1];
-  SCOPED_TRACE(util::concat("T=", T, " K=", K, " N=", N));
+  SCOPED_TRACE(util::concat("T=", T, " K=", K, " N=", N, " x at ", x_guard));
   const std::vector<float> x = random_values(static_cast<std::size_t>(T * K), seed);
   Guarded xc(cpu, {T, K}, x), yc(cpu, {T, N});
   cpu.matmul(xc.tensor(), cpu.resident(w.view()), yc.tensor());
-  Guarded xg(gpu, {T, K}, x), yg(gpu, {T, N});
+  Guarded xg(gpu, {T, K}, x, x_guard), yg(gpu, {T, N});
   gpu.matmul(xg.tensor(), gpu.resident(w.view()), yg.tensor());
   std::vector<double> scale(static_cast<std::size_t>(T * N));
   for (std::int64_t t = 0; t < T; ++t) {
@@ -60,6 +63,14 @@ TEST_P(VulkanQuantMatmul, MatchesCpu) {
         const auto n = static_cast<std::size_t>(s.N * s.K);
         const QuantizedWeight w(params, {s.N, s.K}, random_values(n, ++seed, -2.0f, 2.0f));
         for (const std::int64_t T : {1, 3, 8, 17, 64}) check_matmul(*cpu_, *gpu_, w, T, ++seed);
+      }
+      // matmul_tiled_q: T around the 64-row tiles and their groups of 8 rows, N around its 128-row
+      // tiles (one, several, a partial last), K of one group and of odd multiples of 32.
+      for (const Shape2 s : {Shape2{129, group}, Shape2{300, 3 * group}, Shape2{61, 5 * group}}) {
+        const auto n = static_cast<std::size_t>(s.N * s.K);
+        const QuantizedWeight w(params, {s.N, s.K}, random_values(n, ++seed, -2.0f, 2.0f));
+        for (const std::int64_t T : {9, 63, 65, 130, 299}) check_matmul(*cpu_, *gpu_, w, T, ++seed);
+        check_matmul(*cpu_, *gpu_, w, 71, ++seed, 40);  // x as vec4s
       }
     }
   }

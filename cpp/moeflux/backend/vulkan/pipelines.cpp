@@ -46,7 +46,7 @@ constexpr ShaderSpec kShaders[] = {
     {"rms_norm", 3, sizeof(RmsNormParams), 256},
     {"add_rms_norm", 4, sizeof(RmsNormParams), 256},
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
-    {"matmul_tiled", 3, sizeof(MatmulParams), 256},
+    {"matmul_tiled", 3, sizeof(MatmulParams), 256},  // its tiles assume 256 invocations
     {"rope", 2, sizeof(RopeParams), 256},
     {"attention_inputs", 8, sizeof(AttentionInputsParams), 64},
     {"write_rows", 2, sizeof(WriteRowsParams), 256},
@@ -57,7 +57,7 @@ constexpr ShaderSpec kShaders[] = {
     {"embedding_q", 5, sizeof(EmbeddingQParams), 64},
     {"matmul_vec_q", 5, sizeof(MatmulQParams), 128},
     {"matmul_vec_q_quads", 5, sizeof(MatmulQParams), 128},
-    {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},
+    {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},
     {"attention_prefill", 4, sizeof(AttentionParams), 128},

@@ -20,7 +20,8 @@ constexpr std::int64_t kQuadRows = 2;    // ROWS of matmul_vec_q_quads.comp: row
 // H200) but leaves a GPU underused below this many subgroups, where matmul_vec_q's row per
 // subgroup is faster (docs/BENCHMARKS.md, vulkan_kernel_bench).
 constexpr std::int64_t kQuadMinTeams = 2048;
-constexpr std::int64_t kTile = 64;     // TILE of matmul_tiled_q.comp
+constexpr std::int64_t kTile = 64;     // TILE of common/tile_matmul.glsl: rows of x per workgroup
+constexpr std::int64_t kTileN = 128;   // WR of common/tile_matmul.glsl: rows of w per workgroup
 
 }  // namespace
 
@@ -67,7 +68,7 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
                               {groups_for(nn, vec_rows, dev)});
       } else {
         ctx.recorder.dispatch(tiled, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
-                              {groups_for(nn, kTile, dev, 0), groups_for(tn, kTile, dev, 1)});
+                              {groups_for(nn, kTileN, dev, 0), groups_for(tn, kTile, dev, 1)});
       }
     }
   }
