@@ -1,7 +1,8 @@
 #version 450
 // matmul_vec_q: y = x w^T for T <= MAX_T rows of x (decode), w quantized. A team takes one row of
 // w: a subgroup with USE_SUBGROUP (several rows per workgroup, no barriers), else the workgroup
-// (shared-memory reduction); its lanes' sums come from common/matvec_q_row.glsl.
+// (shared-memory reduction); lanes stride over K four dequant8 blocks at a time (coalesced words,
+// four loads in flight), then one at a time.
 // Bindings: 0 x f32 [T, K] (also read as vec4s: common/block_dot.glsl), 1 q_words, 2 s_words,
 // 3 b_words (uint), 4 y f32 [T, ldy].
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
@@ -37,15 +38,34 @@ layout(std430, binding = 4) writeonly buffer Y { float y[]; };
 #define TEAM_LANE gl_LocalInvocationID.x
 #define TEAM_SIZE WG
 #endif
-#include "common/matvec_q_row.glsl"
 
 void main() {
   const QuantRows r = QuantRows(p.q_first, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
+  const uint K = p.K, blocks = K / 8;
   const uint lane = TEAM_LANE;
   const bool x_aligned = (p.x_offset & 3u) == 0u;
   for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
     float acc[MAX_T];
-    matvec_q_row(r, row, p.x_offset, p.K, p.T, x_aligned, acc);
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    uint b = lane;
+    for (; b + 3 * TEAM_SIZE < blocks; b += 4 * TEAM_SIZE) {
+      float w[4][8];
+      dequant8x4(r, row, b, TEAM_SIZE, w);
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
+        if (t >= p.T) break;
+        float s = 0.0;
+        [[unroll]] for (uint j = 0; j < 4; ++j) s += block_dot(w[j], p.x_offset + t * K + (b + j * TEAM_SIZE) * 8, x_aligned);
+        acc[t] += s;
+      }
+    }
+    for (; b < blocks; b += TEAM_SIZE) {
+      float w[8];
+      dequant8(r, row, b * 8, w);
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
+        if (t >= p.T) break;
+        acc[t] += block_dot(w, p.x_offset + t * K + b * 8, x_aligned);
+      }
+    }
 #ifdef USE_SUBGROUP
     [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;

@@ -51,12 +51,6 @@ void Backend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tens
   write_rows(v, v_cache, first_row);
 }
 
-void Backend::matmul_many(const Tensor& x, std::span<const Tensor* const> weights, std::span<Tensor* const> ys) {
-  MF_CHECK(weights.size() == ys.size(), ShapeError, "[matmul_many] ", weights.size(), " weights but ", ys.size(),
-           " outputs");
-  for (std::size_t i = 0; i < weights.size(); ++i) matmul(x, *weights[i], *ys[i]);
-}
-
 void Backend::add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) {
   add(x, y, x);
   rms_norm(x, w, options, out);

@@ -115,10 +115,6 @@ class Backend {
   virtual void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) = 0;
   // y = x w^T; x [T, K], w [N, K] (any stored dtype, quantized included), y [T, N]
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& y) = 0;
-  // ys[i] = x weights[i]^T for weights sharing x (a layer's q, k and v projections): one op, so a
-  // backend can run them as one dispatch; this default runs one matmul per weight. weights and ys
-  // are parallel; each as for matmul.
-  virtual void matmul_many(const Tensor& x, std::span<const Tensor* const> weights, std::span<Tensor* const> ys);
   // Rotates x [T, heads, D] in place at the given positions [T].
   virtual void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) = 0;
   // dst rows [first_row, first_row + T) = src; src [T, C], dst [capacity, C]

@@ -45,17 +45,18 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   Tensor q = backend.empty({T, nh * D});
   Tensor k = backend.empty({T, nkv * D});
   Tensor v = backend.empty({T, nkv * D});
-  // The three projections as one op (one dispatch where the backend can fuse them).
-  Tensor q_and_gate = config.output_gate ? backend.empty({T, nh * 2 * D}) : Tensor();
-  const Tensor* projections[] = {&weights.q_proj, &weights.k_proj, &weights.v_proj};
-  Tensor* projected[] = {config.output_gate ? &q_and_gate : &q, &k, &v};
-  backend.matmul_many(x, projections, projected);
   Tensor gate;
   if (config.output_gate) {  // split the per-head [query | gate] rows of the projection
+    Tensor q_and_gate = backend.empty({T, nh * 2 * D});
+    backend.matmul(x, weights.q_proj, q_and_gate);
     gate = backend.empty({T, nh * D});
     backend.copy_column_blocks(q_and_gate, {nh, 2 * D, 0, D, 0}, q);
     backend.copy_column_blocks(q_and_gate, {nh, 2 * D, D, D, 0}, gate);
+  } else {
+    backend.matmul(x, weights.q_proj, q);
   }
+  backend.matmul(x, weights.k_proj, k);
+  backend.matmul(x, weights.v_proj, v);
 
   Tensor q3 = q.view({T, nh, D});
   Tensor k3 = k.view({T, nkv, D});

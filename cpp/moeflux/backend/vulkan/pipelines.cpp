@@ -24,7 +24,6 @@
 #include "params/gated_rms_norm.h"
 #include "params/matmul.h"
 #include "params/matmul_q.h"
-#include "params/matmul_vec_q_many.h"
 #include "params/moe_accumulate.h"
 #include "params/moe_combine.h"
 #include "params/moe_grouped.h"
@@ -58,7 +57,6 @@ constexpr ShaderSpec kShaders[] = {
     {"embedding_q", 5, sizeof(EmbeddingQParams), 64},
     {"matmul_vec_q", 5, sizeof(MatmulQParams), 128},
     {"matmul_vec_q_quads", 5, sizeof(MatmulQParams), 128},
-    {"matmul_vec_q_many", 5, sizeof(MatmulVecQManyParams), 128},
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},

@@ -39,7 +39,6 @@ class VulkanBackend final : public Backend {
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
-  void matmul_many(const Tensor& x, std::span<const Tensor* const> weights, std::span<Tensor* const> ys) override;
   void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
   void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
   void attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
