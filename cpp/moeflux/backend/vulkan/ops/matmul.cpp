@@ -16,8 +16,7 @@ namespace {
 
 constexpr std::int64_t kVecMaxT = 8;    // MAX_T of matmul_vec.comp
 constexpr std::int64_t kVecRows = 2;    // ROWS of matmul_vec.comp
-constexpr std::int64_t kTile = 64;      // TILE of common/tile_matmul.glsl: rows of x per workgroup
-constexpr std::int64_t kTileN = 128;    // WR of common/tile_matmul.glsl: rows of w per workgroup
+constexpr std::int64_t kTile = 64;      // TILE of matmul_tiled.comp
 
 }  // namespace
 
@@ -68,7 +67,7 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
         ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {yw.binding}, p, {groups_for(nn, rows, dev)});
       } else {
         ctx.recorder.dispatch(ctx.pipelines.get(tiled), {xw.binding, ww.binding}, {yw.binding}, p,
-                              {groups_for(nn, kTileN, dev, 0), groups_for(tn, kTile, dev, 1)});
+                              {groups_for(nn, kTile, dev, 0), groups_for(tn, kTile, dev, 1)});
       }
     }
   }
