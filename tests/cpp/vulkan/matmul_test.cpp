@@ -20,13 +20,15 @@ struct Dims {
 };
 
 // y = x w^T on both backends; compares against the CPU with the error scale of each dot product.
-void check_matmul(Backend& cpu, backend::vk::VulkanBackend& gpu, format::Dtype dtype, Dims d, unsigned seed) {
-  SCOPED_TRACE(util::concat("T=", d.T, " K=", d.K, " N=", d.N));
+// x_guard: where x starts in its buffer (Guarded's default, 37, is no multiple of 4: x as floats).
+void check_matmul(Backend& cpu, backend::vk::VulkanBackend& gpu, format::Dtype dtype, Dims d, unsigned seed,
+                  std::int64_t x_guard = 37) {
+  SCOPED_TRACE(util::concat("T=", d.T, " K=", d.K, " N=", d.N, " x at ", x_guard));
   const std::vector<float> x = random_values(static_cast<std::size_t>(d.T * d.K), seed);
   const StoredWeight w(dtype, {d.N, d.K}, random_values(static_cast<std::size_t>(d.N * d.K), seed + 1));
   Guarded xc(cpu, {d.T, d.K}, x), yc(cpu, {d.T, d.N});
   cpu.matmul(xc.tensor(), cpu.resident(w.view()), yc.tensor());
-  Guarded xg(gpu, {d.T, d.K}, x), yg(gpu, {d.T, d.N});
+  Guarded xg(gpu, {d.T, d.K}, x, x_guard), yg(gpu, {d.T, d.N});
   gpu.matmul(xg.tensor(), gpu.resident(w.view()), yg.tensor());
   std::vector<double> scale(static_cast<std::size_t>(d.T * d.N));
   for (std::int64_t t = 0; t < d.T; ++t) {
@@ -51,6 +53,13 @@ TEST_P(VulkanMatmul, MatchesCpu) {
                        {3, 2052, 9}};  // several four-wide steps per lane, then a tail
   unsigned seed = 200;
   for (const Dims& d : dims) check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2);
+  // matmul_tiled: T around its 64-row tiles and their groups of 8 rows, N around its 128-row tiles,
+  // K past one slice of 32 with and without a tail; x at a multiple of 4 (vec4s) and not.
+  const Dims tiled[] = {{63, 96, 129}, {130, 100, 257}, {299, 64, 131}, {71, 33, 300}};
+  for (const Dims& d : tiled) {
+    check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2);
+    check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2, 40);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanMatmul,
