@@ -64,8 +64,8 @@ constexpr ShaderSpec kShaders[] = {
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},
     {"fill", 1, sizeof(FillParams), 256},
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
-    {"moe_gate_up", 4, sizeof(MoePairParams), 128},
-    {"moe_down", 4, sizeof(MoePairParams), 128},
+    {"moe_gate_up", 4, sizeof(MoePairParams), 256},
+    {"moe_down", 4, sizeof(MoePairParams), 256},
     {"moe_grouped", 4, sizeof(MoeGroupedParams), 256},  // its tiles assume 256 invocations
     {"moe_combine", 3, sizeof(MoeCombineParams), 256},
     {"copy_column_blocks", 2, sizeof(CopyColumnBlocksParams), 256},
