@@ -1,6 +1,6 @@
-// The moe_experts call of the expert tests (moe_test.cpp, moe_grouped_test.cpp): one call, or the
-// experts in ascending batches accumulating as the model runs them, into a guarded output; and
-// their tolerance, relative to the largest |output|.
+// What the expert tests (moe_test.cpp, moe_grouped_test.cpp) share: a routing drawn by the test,
+// the moe_experts call (one call, or the experts in ascending batches accumulating as the model
+// runs them, into a guarded output), and their tolerance, relative to the largest |output|.
 #pragma once
 
 #include <algorithm>
@@ -14,11 +14,28 @@
 
 namespace moeflux::test {
 
+// T tokens' k experts each (ids [T * k]) with their weights, and the distinct experts ascending.
+struct Routing {
+  std::int64_t T;
+  int k;
+  std::vector<std::int32_t> ids, unique;
+  std::vector<float> weights;
+
+  // Weights drawn from `seed`; the caller then appends T * k ids and calls ids_done().
+  Routing(std::int64_t tokens, int k_, unsigned seed)
+      : T(tokens), k(k_), weights(random_values(static_cast<std::size_t>(tokens * k_), seed, 0.05f, 1.0f)) {}
+  void ids_done() {
+    unique = ids;
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+  }
+  backend::MoeRouting view(std::span<const std::int32_t> subset) const { return {T, k, ids, weights, subset}; }
+};
+
 // moe_experts on `b` over `out_init` (none: a fresh output), in batches of `batch` of the routing's
 // unique experts; x `guard` floats into its binding (37: rows unaligned for vec4 loads; 40:
-// aligned); `dispatches` gets the Vulkan dispatch count. Experts: weights(ids); Routing: T,
-// unique and view(ids).
-template <class Experts, class Routing>
+// aligned); `dispatches` gets the Vulkan dispatch count. Experts: weights(ids).
+template <class Experts>
 std::vector<float> run_moe(Backend& b, const Experts& experts, const Routing& r, const std::vector<float>& x,
                            std::int64_t H, const std::vector<float>* out_init, std::size_t batch,
                            std::int64_t guard = 37, double* dispatches = nullptr) {

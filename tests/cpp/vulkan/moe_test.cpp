@@ -59,17 +59,9 @@ struct Experts {
   }
 };
 
-struct Routing {
-  std::int64_t T;
-  int k;
-  std::vector<std::int32_t> ids, unique;
-  std::vector<float> weights;
-  MoeRouting view(std::span<const std::int32_t> subset) const { return {T, k, ids, weights, subset}; }
-};
-
 // k distinct experts per token, or with `repeat` the first token routed twice to one expert.
 Routing route(std::int64_t T, int k, bool repeat, unsigned seed) {
-  Routing r{T, k, {}, {}, random_values(static_cast<std::size_t>(T * k), seed, 0.05f, 1.0f)};
+  Routing r(T, k, seed);
   std::mt19937 rng(seed);
   std::vector<std::int32_t> all(kExperts);
   std::iota(all.begin(), all.end(), 0);
@@ -78,9 +70,7 @@ Routing route(std::int64_t T, int k, bool repeat, unsigned seed) {
     r.ids.insert(r.ids.end(), all.begin(), all.begin() + k);
   }
   if (repeat) r.ids[1] = r.ids[0];
-  r.unique = r.ids;
-  std::sort(r.unique.begin(), r.unique.end());
-  r.unique.erase(std::unique(r.unique.begin(), r.unique.end()), r.unique.end());
+  r.ids_done();
   return r;
 }
 
