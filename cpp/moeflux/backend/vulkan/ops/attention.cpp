@@ -142,24 +142,26 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   // Split: the keys in windows of one binding, each window in chunks.
   const std::int64_t n_keys = keys_hi - keys_lo, rows = d.T * d.nh, group = d.nh / d.nkv;
   const std::int64_t block = split_block(d.D);
+  const bool one_chunk = n_keys <= kDirectBlocks * block;
+  // (t, KV head, batch of query heads) items for `h` query heads per workgroup.
+  auto items_for = [&](std::int64_t h) { return d.T * d.nkv * ((group + h - 1) / h); };
   std::int64_t heads = std::min(group, kSplitHeads);
-  if (n_keys <= kDirectBlocks * block) {
-    while (heads > 1 && d.T * d.nkv * ((group + heads - 1) / heads) < kDirectMinGroups) heads = (heads + 1) / 2;
+  if (one_chunk) {
+    while (heads > 1 && items_for(heads) < kDirectMinGroups) heads = (heads + 1) / 2;
   }
-  // Keys per workgroup for `heads` query heads per workgroup: about kTargetGroups workgroups, at
-  // least a block each.
+  // Keys per workgroup for `h` query heads per workgroup: about kTargetGroups workgroups, at least
+  // a block each.
   auto chunk_for = [&](std::int64_t h) {
-    if (n_keys <= kDirectBlocks * block) return n_keys;
-    const std::int64_t items = d.T * d.nkv * ((group + h - 1) / h);
-    const std::int64_t per_item = std::max<std::int64_t>(1, (kTargetGroups + items - 1) / items);
+    if (one_chunk) return n_keys;
+    const std::int64_t per_item = std::max<std::int64_t>(1, (kTargetGroups + items_for(h) - 1) / items_for(h));
     return std::max(block, ((n_keys + per_item - 1) / per_item + block - 1) / block * block);
   };
   std::int64_t chunk = chunk_for(heads);
   // Workgroups that walk a single block run mostly their fixed cost, so more of them, each with
   // fewer heads, finish sooner, up to about half the target (600 keys on an H200: 4 heads 17.3 us
   // against 8 heads 21.9, 2 heads 19.5); past one block, more heads per workgroup win.
-  while (heads > 1 && n_keys > kDirectBlocks * block && chunk == block &&
-         d.T * d.nkv * ((group + heads - 1) / heads) * ((n_keys + chunk - 1) / chunk) < kTargetGroups / 2) {
+  while (heads > 1 && !one_chunk && chunk == block &&
+         items_for(heads) * ((n_keys + chunk - 1) / chunk) < kTargetGroups / 2) {
     heads = (heads + 1) / 2;
     chunk = chunk_for(heads);
   }
