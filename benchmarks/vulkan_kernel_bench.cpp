@@ -64,9 +64,9 @@ struct Bf16 {
   }
 };
 
-// Runs `call(i)` `repeat` times after a warm-up and prints the case's line.
 std::string only;  // run only the cases whose name contains this
 
+// Runs `call(i)` `repeat` times after a warm-up and prints the case's line.
 void measure(backend::vk::VulkanBackend& gpu, const std::string& name, const std::string& mode, int repeat,
              double bytes_per_call, const std::function<void(int)>& call) {
   if (name.find(only) == std::string::npos) return;
