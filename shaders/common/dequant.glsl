@@ -41,7 +41,7 @@ uint dequant_q(QuantRows r, uint row, uint col) {
 
 // q * scale, then + bias, each rounded as format's dequantizer rounds them (no fused multiply-add).
 float dequant_apply(uint q, float scale, float bias) {
-  precise float scaled = float(q) * scale;
+  precise float scaled = q_float(q) * scale;
   precise float value = scaled + bias;
   return value;
 }

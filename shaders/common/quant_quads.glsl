@@ -13,14 +13,12 @@ uint quad_shift(uint quad) { return (quad * 4u * Q_BITS) & 31u; }
 // Whether the quad's bits run into the next word (3-bit values only).
 bool quad_straddles(uint quad) { return quad_shift(quad) + 4u * Q_BITS > 32u; }
 
-// The quad's q values as floats, from its first word (and the next when it straddles). Exact: the
-// float with the bits of 2^23 + q, minus 2^23 (an integer-to-float conversion runs at a quarter of
-// the rate of float arithmetic on many GPUs).
+// The quad's q values as floats, from its first word (and the next when it straddles).
 vec4 quad_values(uint lo, uint hi, uint shift) {
   uint v = lo >> shift;
   if (shift + 4u * Q_BITS > 32u) v |= hi << (32u - shift);
   const uvec4 q = uvec4(v, v >> Q_BITS, v >> (2u * Q_BITS), v >> (3u * Q_BITS)) & ((1u << Q_BITS) - 1u);
-  return uintBitsToFloat(q | 0x4B000000u) - 8388608.0;
+  return q_float(q);
 }
 
 #endif

@@ -56,9 +56,6 @@ void tile_store_x(uint tid, vec4 xr[2]) {
   [[unroll]] for (uint h = 0; h < 2; ++h) xs[tile_x_row(tid, h)][tid % 8] = xr[h];
 }
 
-// float(q) for q < 2^23 without a conversion instruction: 2^23 + q is exact, then minus 2^23.
-float q_float(uint q) { return uintBitsToFloat(q | 0x4B000000u) - 8388608.0; }
-
 #ifdef Q_BITS
 // The raw words of one 8-value block.
 #if Q_BITS == 8

@@ -39,4 +39,10 @@
 #define weight4_to_vec4(v) uintBitsToFloat(uvec4(v) << 16)
 #endif
 
+// float(q) for quantized values q < 2^23 without a conversion instruction (integer-to-float
+// conversion runs at a fraction of the rate of float arithmetic on many GPUs): the float with the
+// bits of 2^23 + q is exact, and so is subtracting 2^23, so the result is exactly float(q).
+float q_float(uint q) { return uintBitsToFloat(q | 0x4B000000u) - 8388608.0; }
+vec4 q_float(uvec4 q) { return uintBitsToFloat(q | 0x4B000000u) - 8388608.0; }
+
 #endif
