@@ -101,6 +101,36 @@ TEST_P(VulkanAttentionInputs, MatchesTheOpByOpDefault) {
   }
 }
 
+// The device keeps the rope table of the last positions and options: calls in a row with the same
+// number of positions but other positions, or other scaling, must each get their own table.
+TEST_P(VulkanAttentionInputs, TheRopeTableFollowsPositionsAndOptions) {
+  const std::int64_t T = 3, nh = 2, nkv = 1, D = 32, capacity = 16;
+  backend::RopeOptions rope{.rotary_dim = D, .inv_freq = {}, .attention_scaling = 1.0f};
+  for (int j = 0; j < D / 2; ++j) rope.inv_freq.push_back(std::pow(1.0e4f, -2.0f * static_cast<float>(j) / D));
+  const auto q = random_values(static_cast<std::size_t>(T * nh * D), 760);
+  const auto k = random_values(static_cast<std::size_t>(T * nkv * D), 761);
+  const auto v = random_values(static_cast<std::size_t>(T * nkv * D), 762);
+  struct Call {
+    std::vector<std::int32_t> positions;
+    float scaling;
+  };
+  const Call calls[] = {{{3, 4, 5}, 1.0f}, {{3, 4, 5}, 1.0f}, {{9, 10, 11}, 1.0f}, {{9, 10, 11}, 0.5f}, {{3, 4, 5}, 0.5f}};
+  auto run = [&](Backend& b, const Call& c) {
+    backend::RopeOptions o = rope;
+    o.attention_scaling = c.scaling;
+    Guarded qt(b, {T, nh, D}, q), kt(b, {T, nkv, D}, k), vt(b, {T, nkv * D}, v);
+    Guarded kc(b, {capacity, nkv * D}), vc(b, {capacity, nkv * D});
+    Tensor q3 = qt.tensor(), k3 = kt.tensor(), kct = kc.tensor(), vct = vc.tensor();
+    b.attention_inputs(q3, k3, vt.tensor(), Tensor(), Tensor(), {}, c.positions, o, kct, vct, 0);
+    return qt.values();
+  };
+  for (const Call& c : calls) {
+    SCOPED_TRACE(util::concat("first position ", c.positions[0], " scaling ", c.scaling));
+    const auto want = run(*cpu_, c);
+    expect_near_cpu(run(*gpu_, c), want, std::vector<double>(want.size(), 8.0), kRtol, "q");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanAttentionInputs,
                          ::testing::ValuesIn(op_cases({format::Dtype::f32, format::Dtype::bf16})), op_case_name);
 

@@ -134,6 +134,14 @@ class VulkanBackend final : public Backend {
 
   std::shared_ptr<Context> context_;
   std::unique_ptr<DeviceExpertCache> expert_cache_;
+
+  // RoPE's cos and sin for `positions` on the device (ops/rope.cpp's rope_table): the table of the
+  // last positions and options asked for is kept, so the layers of one forward step (a prefill's
+  // hundreds of positions) compute and upload it once.
+  Window rope_window(std::span<const std::int32_t> positions, const RopeOptions& options);
+  Tensor rope_table_;
+  std::vector<std::int32_t> rope_positions_;
+  RopeOptions rope_options_;
 };
 
 }  // namespace moeflux::backend::vk

@@ -44,8 +44,8 @@ void VulkanBackend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, cons
   cpu::check_disjoint(k, k_cache, "attention_inputs", "k");
   cpu::check_disjoint(v, v_cache, "attention_inputs", "v");
 
-  const std::vector<float> cs = rope_table(positions, rope);
-  const Binding csb = ctx.recorder.stage(std::as_bytes(std::span(cs)));
+  const Window csw = rope_window(positions, rope);
+  const Binding csb = csw.binding;
   const Window qw = whole(q, dev), kw = whole(k, dev), vw = whole(v, dev);
   const Window kcw = window(k_cache, first_row * nkv * D, T * nkv * D, dev);
   const Window vcw = window(v_cache, first_row * nkv * Dv, T * nkv * Dv, dev);
@@ -53,7 +53,7 @@ void VulkanBackend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, cons
   const Window knw = normed ? whole(k_norm, dev) : Window{csb, 0};
   const Dtype wdtype = normed ? q_norm.dtype() : Dtype::f32;
   const Pipeline& pipeline = ctx.pipelines.get(variant("attention_inputs", wdtype, dev.features().subgroup_arithmetic));
-  const params::AttentionInputsParams p{0,
+  const params::AttentionInputsParams p{csw.first,
                                         qnw.first,
                                         knw.first,
                                         kw.first,

@@ -35,6 +35,21 @@ void check_rope(const RopeOptions& options, std::int64_t D, const char* op) {
            options.rotary_dim / 2);
 }
 
+Window VulkanBackend::rope_window(std::span<const std::int32_t> positions, const RopeOptions& options) {
+  const std::int64_t n = 2 * static_cast<std::int64_t>(positions.size()) * (options.rotary_dim / 2);
+  const bool same = rope_table_.defined() && std::ranges::equal(positions, rope_positions_) &&
+                    options.rotary_dim == rope_options_.rotary_dim && options.inv_freq == rope_options_.inv_freq &&
+                    options.attention_scaling == rope_options_.attention_scaling;
+  if (!same) {
+    const std::vector<float> cs = rope_table(positions, options);
+    if (!rope_table_.defined() || rope_table_.numel() < n) rope_table_ = empty({std::max<std::int64_t>(n, 1)});
+    context_->recorder.upload(std::as_bytes(std::span(cs)), window(rope_table_, 0, n, context_->device).binding);
+    rope_positions_.assign(positions.begin(), positions.end());
+    rope_options_ = options;
+  }
+  return window(rope_table_, 0, n, context_->device);
+}
+
 void VulkanBackend::rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
