@@ -34,10 +34,19 @@ BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> ba
   const auto k = static_cast<std::size_t>(routing.k);
   std::vector<std::uint32_t> tiles, counts, tokens;
   std::vector<std::uint32_t> row_of(static_cast<std::size_t>(T) * k, kNoRow);
-  for (const std::int32_t e : batch_experts) {
+  // Each batch expert's pairs, ascending: one pass over the pairs, not one per expert.
+  const std::int32_t top = batch_experts.empty() ? 0 : *std::max_element(batch_experts.begin(), batch_experts.end());
+  std::vector<std::int32_t> index_of(static_cast<std::size_t>(top) + 1, -1);
+  for (std::size_t i = 0; i < batch_experts.size(); ++i) index_of[static_cast<std::size_t>(batch_experts[i])] = static_cast<std::int32_t>(i);
+  std::vector<std::vector<std::uint32_t>> pairs_of(batch_experts.size());
+  for (std::size_t s = 0; s < row_of.size(); ++s) {
+    const std::int32_t e = routing.experts[s];
+    if (e >= 0 && e <= top && index_of[static_cast<std::size_t>(e)] >= 0)
+      pairs_of[static_cast<std::size_t>(index_of[static_cast<std::size_t>(e)])].push_back(static_cast<std::uint32_t>(s));
+  }
+  for (std::size_t i = 0; i < batch_experts.size(); ++i) {
     const std::size_t first = tokens.size();
-    for (std::size_t s = 0; s < row_of.size(); ++s) {
-      if (routing.experts[s] != e) continue;
+    for (const std::uint32_t s : pairs_of[i]) {
       row_of[s] = static_cast<std::uint32_t>(tokens.size());
       tokens.push_back(static_cast<std::uint32_t>(s / k));
     }
@@ -46,7 +55,7 @@ BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> ba
       counts.push_back(static_cast<std::uint32_t>(std::min<std::size_t>(kTile, tokens.size() - r)));
     }
     while (tokens.size() % kTile != 0) tokens.push_back(kNoRow);
-    tiles.insert(tiles.end(), (tokens.size() - first) / kTile, static_cast<std::uint32_t>(e));
+    tiles.insert(tiles.end(), (tokens.size() - first) / kTile, static_cast<std::uint32_t>(batch_experts[i]));
   }
   BatchPlan plan;
   plan.n_tiles = static_cast<std::int64_t>(tiles.size());
@@ -95,12 +104,13 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
   const Pipeline& combine = ctx.pipelines.get("moe_combine_f32");
   const auto E = static_cast<std::uint32_t>(routing.unique.back()) + 1;
 
-  // Padded rows of each expert.
+  // Padded rows of each expert (routing.unique ascending: an expert's index by binary search).
   std::vector<std::int64_t> padded(experts.size(), 0);
-  for (std::size_t e = 0; e < experts.size(); ++e) {
-    const auto n = std::count(routing.experts.begin(), routing.experts.end(), routing.unique[e]);
-    padded[e] = (n + kTile - 1) / kTile * kTile;
+  for (const std::int32_t e : routing.experts) {
+    const auto at = std::lower_bound(routing.unique.begin(), routing.unique.end(), e);
+    if (at != routing.unique.end() && *at == e) ++padded[static_cast<std::size_t>(at - routing.unique.begin())];
   }
+  for (std::int64_t& n : padded) n = (n + kTile - 1) / kTile * kTile;
   std::int64_t rows_cap = 0;
   const std::size_t batch = expert_batch(experts);
   for (std::size_t b0 = 0; b0 < experts.size(); b0 += batch) {
