@@ -111,9 +111,17 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
              "[moe_experts] routing.unique must be strictly ascending; found ", routing.unique[e - 1], " before ",
              routing.unique[e]);
   }
+  // Each expert's rows in one pass over the pairs (routing.unique is ascending).
+  std::vector<ExpertRows> rows(experts.size());
+  for (std::size_t s = 0; s < slots; ++s) {
+    const auto at = std::lower_bound(routing.unique.begin(), routing.unique.end(), routing.experts[s]);
+    if (at == routing.unique.end() || *at != routing.experts[s]) continue;
+    ExpertRows& r = rows[static_cast<std::size_t>(at - routing.unique.begin())];
+    r.tokens.push_back(static_cast<std::int32_t>(s / static_cast<std::size_t>(routing.k)));
+    r.weights.push_back(routing.weights[s]);
+  }
   std::int64_t max_rows = 0, max_I = 0;
-  std::vector<ExpertRows> rows(experts.size());  // every expert checked before any is computed
-  for (std::size_t e = 0; e < experts.size(); ++e) {
+  for (std::size_t e = 0; e < experts.size(); ++e) {  // every expert checked before any is computed
     const std::int32_t id = routing.unique[e];
     MF_CHECK(experts[e].gate.shape.size() == 2, ShapeError, "[moe_experts] expert ", id, " gate has shape ",
              format::shape_string(experts[e].gate.shape), "; expected [I, ", H, "]");
@@ -121,11 +129,6 @@ void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std:
     check_block(experts[e].gate, {I, H}, id, "gate", experts[e].on_device);
     check_block(experts[e].up, {I, H}, id, "up", experts[e].on_device);
     check_block(experts[e].down, {H, I}, id, "down", experts[e].on_device);
-    for (std::size_t s = 0; s < slots; ++s) {
-      if (routing.experts[s] != id) continue;
-      rows[e].tokens.push_back(static_cast<std::int32_t>(s / static_cast<std::size_t>(routing.k)));
-      rows[e].weights.push_back(routing.weights[s]);
-    }
     if (rows[e].tokens.empty()) continue;
     max_rows = std::max(max_rows, static_cast<std::int64_t>(rows[e].tokens.size()));
     max_I = std::max(max_I, I);
