@@ -3,7 +3,8 @@
 // near), on both sides of the shader's subgroup path (E <= 16 x subgroup size, k <= subgroup size:
 // 128 and 8 on lavapipe's 8 lanes, 512 and 32 on 32) and on ties within and across lanes; and
 // moe_experts_routed, run from that routing with every expert in the device tier, giving the bits
-// of moe_experts with the routing downloaded (what a layer gets whatever the budget).
+// of moe_experts with the routing downloaded (what a layer gets whatever the budget): for few
+// tokens through the pair kernels, for many through the grouped kernels over the tier's table.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -155,9 +156,15 @@ TEST_P(VulkanRoutedExperts, GiveTheBitsOfTheHostPlannedPath) {
   gpu_->load_experts(experts.weights(all));
   EXPECT_TRUE(gpu_->can_route_on_device(kLayer, 1));
   EXPECT_FALSE(gpu_->can_route_on_device(kLayer + 1, 1));  // not a MoE layer of the tier
-  EXPECT_FALSE(gpu_->can_route_on_device(kLayer, 9));      // many tokens: the host-planned path
-  for (const std::int64_t T : {std::int64_t{1}, std::int64_t{4}}) {
+  // Many tokens: the grouped kernels, unless their rows would not fit a binding (64 KiB ones).
+  const bool small = GetParam().config.max_storage_range > 0;
+  EXPECT_EQ(gpu_->can_route_on_device(kLayer, 9), !small);
+  int routed_calls = 0;
+  // 1 and 4: pair kernels; 9, 70 and 150: grouped, with experts of one tile, of several tiles.
+  for (const std::int64_t T : {std::int64_t{1}, std::int64_t{4}, std::int64_t{9}, std::int64_t{70}, std::int64_t{150}}) {
     SCOPED_TRACE(util::concat("T=", T));
+    if (!gpu_->can_route_on_device(kLayer, T)) continue;
+    ++routed_calls;
     const std::vector<float> logits = random_values(static_cast<std::size_t>(T * kExperts), 2500 + static_cast<unsigned>(T));
     Guarded l(*gpu_, {T, kExperts}, logits);
     Guarded routing(*gpu_, {T, 2 * k});
@@ -177,7 +184,8 @@ TEST_P(VulkanRoutedExperts, GiveTheBitsOfTheHostPlannedPath) {
     gpu_->moe_experts(x.tensor(), {T, k, ids, weights, unique}, experts.weights(unique), planned.tensor(), false);
     expect_same_bits(routed.values(), planned.values(), "routed vs host-planned");
   }
-  EXPECT_EQ(gpu_->stats().at("device_routed_layers"), 2);
+  EXPECT_EQ(routed_calls, small ? 2 : 5);
+  EXPECT_EQ(gpu_->stats().at("device_routed_layers"), routed_calls);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRoutedExperts, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),

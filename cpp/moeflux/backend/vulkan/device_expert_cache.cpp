@@ -133,6 +133,7 @@ void VulkanBackend::configure_expert_cache(const ExpertCacheLayout& layout, std:
     }
   }
   expert_cache_ = std::make_unique<DeviceExpertCache>(context_, layout, role, budget_bytes);
+  layout_k_ = layout.k;
   layer_forms_.clear();
   layer_blocks_.clear();
   for (const auto& l : layout.layers) {

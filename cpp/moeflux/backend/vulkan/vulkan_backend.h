@@ -126,7 +126,19 @@ class VulkanBackend final : public Backend {
   // one binding; the caller then takes the per-expert path.
   bool moe_experts_grouped(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                            Tensor& out, bool accumulate);
+  // moe_grouped's gate-up and down over the rows of a plan (`grouped`: n_tiles tiles), then
+  // moe_combine into out; act and y hold the plan's rows.
+  void record_grouped(const Tensor& x, const ExpertForms& forms, const Window& table, std::uint32_t E,
+                      const Window& grouped, const Window& combine, std::int64_t n_tiles, const Tensor& act,
+                      const Tensor& y, std::int64_t k, Tensor& out, bool accumulate);
+  // Whether T tokens' k experts of E fit the grouped kernels' bindings whatever their routing.
+  bool grouped_routing_fits(const ExpertForms& forms, std::int64_t T, std::int64_t k, std::int64_t E) const;
+  // The experts of many tokens, every one in the tier (`table`): the routing downloaded (the
+  // layer's sync point), planned on the host, then record_grouped.
+  void moe_grouped_routed(const Tensor& x, const Tensor& routing, const Window& table, std::uint32_t E,
+                          const ExpertForms& forms, Tensor& out);
   std::vector<ExpertForms> layer_forms_;  // per MoE layer of the device tier, from its layout
+  int layout_k_ = 1;                      // experts per token, as the tier was configured
   std::vector<std::array<format::TensorView, 3>> layer_blocks_;  // its blocks (no bytes), likewise
   // `experts` with the blocks of those on the device filled in from the layout (still no bytes);
   // ShapeError when one marked on_device is not held.

@@ -3,14 +3,19 @@
 // to whole 64-row tiles (moe_grouped with GATE_UP: act = silu(x gate^T) * (x up^T); then down), and
 // moe_combine, which adds each token's experts in ascending order into out. A tile's count of real
 // rows lets the kernel skip the FMAs of its padding. Each output element is computed the same way
-// whatever the batch holds, so batches give the bits of one call.
+// whatever the batch holds, so batches give the bits of one call. With every expert of the layer
+// in the device tier (moe_experts_routed), the plans come straight from the downloaded routing and
+// the tier's own table: none of the per-expert work of moe_experts.
 #include <algorithm>
 #include <bit>
 #include <tuple>
 #include <vector>
 
+#include "moeflux/backend/routing.h"
+#include "moeflux/backend/vulkan/device_expert_cache.h"
 #include "moeflux/backend/vulkan/ops/expert_table.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/util/error.h"
 #include "params/moe_combine.h"
 #include "params/moe_grouped.h"
 
@@ -20,6 +25,8 @@ namespace {
 constexpr std::int64_t kTile = 64;  // TILE of moe_grouped.comp
 constexpr std::int64_t kGateUpColumns = 64, kDownColumns = 128;  // its TN with and without GATE_UP
 constexpr std::uint32_t kNoRow = 0xFFFFFFFFu;
+// Tiles the rows of P pairs over E experts can take at most: one partial tile per expert used.
+std::int64_t max_tiles(std::int64_t P, std::int64_t E) { return P / kTile + std::min(E, P) + 1; }
 
 // One batch's plans: for moe_grouped, tile experts, tile row counts, then row tokens; for
 // moe_combine, per token its k rows (ascending expert, then slot; kNoRow for other batches'
@@ -97,11 +104,8 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
   ExpertForms forms;
   forms.role = {weight_form(experts[0].gate, "moe_experts"), weight_form(experts[0].up, "moe_experts"),
                 weight_form(experts[0].down, "moe_experts")};
-  const std::string gate_up_name = variant("moe_grouped", forms.role[0].dtype) + "_gate_up";
-  const std::string down_name = variant("moe_grouped", forms.role[2].dtype) + "_down";
-  const Pipeline& gate_up = ctx.pipelines.get(gate_up_name);
-  const Pipeline& down = ctx.pipelines.get(down_name);
-  const Pipeline& combine = ctx.pipelines.get("moe_combine_f32");
+  forms.gate_shape = experts[0].gate.shape;
+  forms.down_shape = experts[0].down.shape;
   const auto E = static_cast<std::uint32_t>(routing.unique.back()) + 1;
 
   // Padded rows of each expert (routing.unique ascending: an expert's index by binary search).
@@ -139,39 +143,87 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
     const Binding table_b = ctx.recorder.stage(std::as_bytes(std::span(table)));
     const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
     const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));
-    const Tensor act = act_all.rows(0, plan.rows), y = y_all.rows(0, plan.rows);
-    const Window xw = whole(x, dev), aw = whole(act, dev), yw = whole(y, dev), ow = whole(out, dev);
-
-    // The parameters of one tiled product: input [*, K] at `in`, N outputs per row, `role`'s blocks.
-    auto grouped_params = [&](const Window& in, const Window& to, std::int64_t K, std::int64_t N, std::size_t role,
-                              const Shape& shape) {
-      params::MoeGroupedParams g{};
-      g.in_offset = in.first;
-      g.n_tiles = static_cast<std::uint32_t>(plan.n_tiles);
-      g.E = E;
-      g.K = static_cast<std::uint32_t>(K);
-      g.N = static_cast<std::uint32_t>(N);
-      g.out_offset = to.first;
-      g.in_vec4 = in.first % 4 == 0 && K % 4 == 0 ? 1u : 0u;
-      set_quant_rows(g, forms.role[role].dtype, forms.role[role].quant, shape);
-      return g;
-    };
-    ctx.recorder.dispatch(gate_up, {xw.binding, grouped_b, table_b}, {aw.binding},
-                          grouped_params(xw, aw, H, I, 0, experts[0].gate.shape),
-                          {groups_for(I, kGateUpColumns, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
-    ctx.recorder.dispatch(down, {aw.binding, grouped_b, table_b}, {yw.binding},
-                          grouped_params(aw, yw, I, H, 2, experts[0].down.shape),
-                          {groups_for(H, kDownColumns, dev, 0), groups_for(plan.n_tiles, 1, dev, 1)});
-
-    const params::MoeCombineParams c{yw.first, 0, ow.first, static_cast<std::uint32_t>(T),
-                                     static_cast<std::uint32_t>(routing.k), static_cast<std::uint32_t>(H),
-                                     written ? 1u : 0u};
-    ctx.recorder.dispatch(combine, {yw.binding, combine_b}, {ow.binding}, c,
-                          {groups_for(H, combine.spec.local_size, dev, 0), groups_for(T, 1, dev, 1)});
+    record_grouped(x, forms, {table_b, 0}, E, {grouped_b, 0}, {combine_b, 0}, plan.n_tiles,
+                   act_all.rows(0, plan.rows), y_all.rows(0, plan.rows), routing.k, out, written);
     written = true;
   }
   if (!written) fill(out, 0.0f);
   return true;
+}
+
+void VulkanBackend::record_grouped(const Tensor& x, const ExpertForms& forms, const Window& table, std::uint32_t E,
+                                   const Window& grouped, const Window& combine, std::int64_t n_tiles,
+                                   const Tensor& act, const Tensor& y, std::int64_t k, Tensor& out, bool accumulate) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  const std::int64_t T = x.dim(0), H = x.dim(1), I = forms.gate_shape[0];
+  const Pipeline& gate_up = ctx.pipelines.get(variant("moe_grouped", forms.role[0].dtype) + "_gate_up");
+  const Pipeline& down = ctx.pipelines.get(variant("moe_grouped", forms.role[2].dtype) + "_down");
+  const Pipeline& combine_pipeline = ctx.pipelines.get("moe_combine_f32");
+  const Window xw = whole(x, dev), aw = whole(act, dev), yw = whole(y, dev), ow = whole(out, dev);
+  // The parameters of one tiled product: input [*, K] at `in`, N outputs per row, `role`'s blocks.
+  auto grouped_params = [&](const Window& in, const Window& to, std::int64_t K, std::int64_t N, std::size_t role,
+                            const Shape& shape) {
+    params::MoeGroupedParams g{};
+    g.in_offset = in.first;
+    g.plan_offset = grouped.first;
+    g.table_offset = table.first;
+    g.n_tiles = static_cast<std::uint32_t>(n_tiles);
+    g.E = E;
+    g.K = static_cast<std::uint32_t>(K);
+    g.N = static_cast<std::uint32_t>(N);
+    g.out_offset = to.first;
+    g.in_vec4 = in.first % 4 == 0 && K % 4 == 0 ? 1u : 0u;
+    set_quant_rows(g, forms.role[role].dtype, forms.role[role].quant, shape);
+    return g;
+  };
+  ctx.recorder.dispatch(gate_up, {xw.binding, grouped.binding, table.binding}, {aw.binding},
+                        grouped_params(xw, aw, H, I, 0, forms.gate_shape),
+                        {groups_for(I, kGateUpColumns, dev, 0), groups_for(n_tiles, 1, dev, 1)});
+  ctx.recorder.dispatch(down, {aw.binding, grouped.binding, table.binding}, {yw.binding},
+                        grouped_params(aw, yw, I, H, 2, forms.down_shape),
+                        {groups_for(H, kDownColumns, dev, 0), groups_for(n_tiles, 1, dev, 1)});
+  const params::MoeCombineParams c{yw.first, combine.first, ow.first, static_cast<std::uint32_t>(T),
+                                   static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(H), accumulate ? 1u : 0u};
+  ctx.recorder.dispatch(combine_pipeline, {yw.binding, combine.binding}, {ow.binding}, c,
+                        {groups_for(H, combine_pipeline.spec.local_size, dev, 0), groups_for(T, 1, dev, 1)});
+}
+
+bool VulkanBackend::grouped_routing_fits(const ExpertForms& forms, std::int64_t T, std::int64_t k, std::int64_t E) const {
+  const Device& dev = context_->device;
+  const auto usable = static_cast<std::int64_t>(dev.limits().max_storage_range - dev.limits().storage_alignment);
+  const std::int64_t H = forms.gate_shape[1], I = forms.gate_shape[0];
+  const std::int64_t rows = max_tiles(T * k, E) * kTile, max_rows = usable / (std::max(H, I) * 4);
+  return T * H * 4 <= usable && rows <= max_rows;
+}
+
+void VulkanBackend::moe_grouped_routed(const Tensor& x, const Tensor& routing, const Window& table, std::uint32_t E,
+                                       const ExpertForms& forms, Tensor& out) {
+  const std::int64_t T = x.dim(0), k = routing.dim(1) / 2, P = T * k, I = forms.gate_shape[0], H = x.dim(1);
+  std::vector<float> values(static_cast<std::size_t>(2 * P));
+  download(routing, values);  // the layer's one sync point
+  std::vector<std::int32_t> experts(static_cast<std::size_t>(P));
+  std::vector<float> weights(experts.size());
+  routing_from_tensor(values, static_cast<int>(k), experts, weights);
+  // The experts used, ascending.
+  std::vector<char> used(E, 0);
+  for (const std::int32_t e : experts) {
+    MF_CHECK(e >= 0 && static_cast<std::uint32_t>(e) < E, ShapeError, "[moe_experts_routed] routing names expert ", e,
+             " of a layer of ", E);
+    used[static_cast<std::size_t>(e)] = 1;
+  }
+  std::vector<std::int32_t> unique;
+  for (std::uint32_t e = 0; e < E; ++e) {
+    if (used[e]) unique.push_back(static_cast<std::int32_t>(e));
+  }
+  const MoeRouting r{T, static_cast<int>(k), experts, weights, unique};
+  const BatchPlan plan = plan_batch(r, unique);
+  Context& ctx = *context_;
+  const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
+  const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));
+  record_grouped(x, forms, table, E, {grouped_b, 0}, {combine_b, 0}, plan.n_tiles, empty({plan.rows, I}),
+                 empty({plan.rows, H}), k, out, false);
+  expert_cache_->stats.hits += unique.size();
 }
 
 }  // namespace moeflux::backend::vk

@@ -158,9 +158,13 @@ void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing
 }
 
 bool VulkanBackend::can_route_on_device(int layer, std::int64_t n_tokens) const {
-  if (!expert_cache_ || n_tokens > kPairMaxTokens) return false;
+  if (!expert_cache_) return false;
   const int m = expert_cache_->moe_layer(layer);
-  return m >= 0 && pair_kernels_fit(layer_forms_[static_cast<std::size_t>(m)]) && expert_cache_->all_resident(m);
+  if (m < 0 || !expert_cache_->all_resident(m)) return false;
+  const ExpertForms& forms = layer_forms_[static_cast<std::size_t>(m)];
+  if (n_tokens <= kPairMaxTokens) return pair_kernels_fit(forms);
+  // Many tokens: the grouped kernels over the tier's table (ops/moe_grouped.cpp).
+  return grouped_routing_fits(forms, n_tokens, layout_k_, expert_cache_->n_experts(m));
 }
 
 void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) {
@@ -185,8 +189,15 @@ void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, i
   MF_CHECK(forms.gate_shape[1] == x.dim(1), ShapeError, "[moe_experts_routed] x ", format::shape_string(x.shape()),
            " does not fit the experts of layer ", layer, " (gate ", format::shape_string(forms.gate_shape), ")");
   const Window table = window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, dev);
-  moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table,
-            static_cast<std::uint32_t>(cache.n_experts(m)), forms, out, false);
+  const auto E = static_cast<std::uint32_t>(cache.n_experts(m));
+  if (T <= kPairMaxTokens) {
+    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, false);
+  } else {
+    MF_CHECK(grouped_routing_fits(forms, T, routing.dim(1) / 2, E), ShapeError, "[moe_experts_routed] routing ",
+             format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier was planned for k = ",
+             layout_k_, ")");
+    moe_grouped_routed(x, routing, table, E, forms, out);
+  }
   ++cache.stats.routed_layers;
 }
 
