@@ -44,7 +44,8 @@ BatchPlan plan_batch(const MoeRouting& routing, std::span<const std::int32_t> ba
   // Each batch expert's pairs, ascending: one pass over the pairs, not one per expert.
   const std::int32_t top = batch_experts.empty() ? 0 : *std::max_element(batch_experts.begin(), batch_experts.end());
   std::vector<std::int32_t> index_of(static_cast<std::size_t>(top) + 1, -1);
-  for (std::size_t i = 0; i < batch_experts.size(); ++i) index_of[static_cast<std::size_t>(batch_experts[i])] = static_cast<std::int32_t>(i);
+  for (std::size_t i = 0; i < batch_experts.size(); ++i)
+    index_of[static_cast<std::size_t>(batch_experts[i])] = static_cast<std::int32_t>(i);
   std::vector<std::vector<std::uint32_t>> pairs_of(batch_experts.size());
   for (std::size_t s = 0; s < row_of.size(); ++s) {
     const std::int32_t e = routing.experts[s];

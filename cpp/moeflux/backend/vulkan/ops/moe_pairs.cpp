@@ -194,8 +194,8 @@ void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, i
     moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, false);
   } else {
     MF_CHECK(grouped_routing_fits(forms, T, routing.dim(1) / 2, E), ShapeError, "[moe_experts_routed] routing ",
-             format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier was planned for k = ",
-             layout_k_, ")");
+             format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier ",
+             "was planned for k = ", layout_k_, ")");
     moe_grouped_routed(x, routing, table, E, forms, out);
   }
   ++cache.stats.routed_layers;
