@@ -33,8 +33,7 @@ void VulkanBackend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, cons
       (normed && (q_norm.numel() != D || k_norm.numel() != D || q_norm.dtype() != k_norm.dtype() ||
                   q_norm.quantized())))
     return op_by_op();  // names what is wrong, or handles it
-  const auto usable = static_cast<std::int64_t>(dev.limits().max_storage_range - dev.limits().storage_alignment);
-  if (std::max({T * nh * D, T * nkv * D, T * nkv * Dv}) * 4 > usable) return op_by_op();
+  if (std::max({T * nh * D, T * nkv * D, T * nkv * Dv}) * 4 > window_bytes(dev)) return op_by_op();
   check_rope(rope, D, "attention_inputs");
   f32_storage_of(q, ctx, "attention_inputs", "q");
   f32_storage_of(k, ctx, "attention_inputs", "k");

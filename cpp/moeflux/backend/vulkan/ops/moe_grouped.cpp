@@ -28,6 +28,11 @@ constexpr std::uint32_t kNoRow = 0xFFFFFFFFu;
 // Tiles the rows of P pairs over E experts can take at most: one partial tile per expert used.
 std::int64_t max_tiles(std::int64_t P, std::int64_t E) { return P / kTile + std::min(E, P) + 1; }
 
+// Rows of act or y (I or H floats each) one binding holds.
+std::int64_t max_rows(const Device& device, std::int64_t H, std::int64_t I) {
+  return window_bytes(device) / (std::max(H, I) * 4);
+}
+
 // One batch's plans: for moe_grouped, tile experts, tile row counts, then row tokens; for
 // moe_combine, per token its k rows (ascending expert, then slot; kNoRow for other batches'
 // experts) then weight bits.
@@ -98,9 +103,8 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
   const std::int64_t T = x.dim(0), H = x.dim(1), I = experts[0].gate.shape[0];
   // The choice depends on the shapes alone, never on the batches (the same bits for any budget):
   // x, out and one expert's rows must fit a binding; experts are then grouped so that rows do.
-  const auto usable = static_cast<std::int64_t>(dev.limits().max_storage_range - dev.limits().storage_alignment);
-  const std::int64_t row_bytes = std::max(H, I) * 4, max_rows = usable / row_bytes;
-  if (T * H * 4 > usable || T * routing.k + kTile > max_rows) return false;
+  const std::int64_t row_limit = max_rows(dev, H, I);
+  if (T * H * 4 > window_bytes(dev) || T * routing.k + kTile > row_limit) return false;
 
   ExpertForms forms;
   forms.role = {weight_form(experts[0].gate, "moe_experts"), weight_form(experts[0].up, "moe_experts"),
@@ -121,7 +125,7 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
   for (std::size_t b0 = 0; b0 < experts.size(); b0 += batch) {
     std::int64_t rows = 0;
     for (std::size_t e = b0; e < std::min(experts.size(), b0 + batch); ++e) rows += padded[e];
-    rows_cap = std::max(rows_cap, std::min(rows, max_rows));
+    rows_cap = std::max(rows_cap, std::min(rows, row_limit));
   }
   Tensor act_all = empty({std::max<std::int64_t>(rows_cap, 1), I}), y_all = empty({std::max<std::int64_t>(rows_cap, 1), H});
   bool written = accumulate;
@@ -129,7 +133,7 @@ bool VulkanBackend::moe_experts_grouped(const Tensor& x, const MoeRouting& routi
     // A device batch (every expert keeps its slot), cut where its rows would pass one binding.
     std::size_t b1 = b0;
     std::int64_t rows = 0;
-    while (b1 < std::min(experts.size(), b0 + batch) && rows + padded[b1] <= max_rows) rows += padded[b1++];
+    while (b1 < std::min(experts.size(), b0 + batch) && rows + padded[b1] <= row_limit) rows += padded[b1++];
     const BatchPlan plan = plan_batch(routing, routing.unique.subspan(b0, b1 - b0));
     const std::size_t first = b0;
     b0 = b1;
@@ -192,10 +196,8 @@ void VulkanBackend::record_grouped(const Tensor& x, const ExpertForms& forms, co
 
 bool VulkanBackend::grouped_routing_fits(const ExpertForms& forms, std::int64_t T, std::int64_t k, std::int64_t E) const {
   const Device& dev = context_->device;
-  const auto usable = static_cast<std::int64_t>(dev.limits().max_storage_range - dev.limits().storage_alignment);
   const std::int64_t H = forms.gate_shape[1], I = forms.gate_shape[0];
-  const std::int64_t rows = max_tiles(T * k, E) * kTile, max_rows = usable / (std::max(H, I) * 4);
-  return T * H * 4 <= usable && rows <= max_rows;
+  return T * H * 4 <= window_bytes(dev) && max_tiles(T * k, E) * kTile <= max_rows(dev, H, I);
 }
 
 void VulkanBackend::moe_grouped_routed(const Tensor& x, const Tensor& routing, const Window& table, std::uint32_t E,

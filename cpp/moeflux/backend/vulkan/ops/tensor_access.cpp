@@ -54,9 +54,13 @@ Window window(const Tensor& t, std::int64_t begin, std::int64_t count, const Dev
 
 Window whole(const Tensor& t, const Device& device) { return window(t, 0, t.numel(), device); }
 
+std::int64_t window_bytes(const Device& device) {
+  return static_cast<std::int64_t>(device.limits().max_storage_range - device.limits().storage_alignment);
+}
+
 std::int64_t rows_per_binding(std::int64_t row_bytes, const Device& device, std::string_view op) {
   // A window may start up to one alignment before its first row and end up to a word after.
-  const auto usable = static_cast<std::int64_t>(device.limits().max_storage_range - device.limits().storage_alignment - 4);
+  const std::int64_t usable = window_bytes(device) - 4;
   MF_CHECK(row_bytes <= usable, Unsupported, "[", op, "] a row of ", row_bytes, " bytes is longer than the ",
            device.limits().max_storage_range, " bytes one storage binding may cover on '", device.info().name, "'");
   return std::max<std::int64_t>(1, usable / std::max<std::int64_t>(row_bytes, 1));

@@ -36,6 +36,8 @@ Window window(const Tensor& t, std::int64_t begin, std::int64_t count, const Dev
 Window byte_window(const Tensor& t, std::uint64_t begin, std::uint64_t bytes, std::uint32_t unit, const Device& device);
 Window whole(const Tensor& t, const Device& device);
 
+// Bytes a window of one binding may hold wherever it starts (its offset is aligned down).
+std::int64_t window_bytes(const Device& device);
 // Rows of row_bytes one binding may cover (at least 1; Unsupported when a single row is too long).
 std::int64_t rows_per_binding(std::int64_t row_bytes, const Device& device, std::string_view op);
 
