@@ -1,4 +1,5 @@
-// rope: cos and sin from the host (rope_table), the shader applies the rotation.
+// rope: cos and sin from the host (rope_table, kept on the device by rope_window), the shader
+// applies the rotation.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -66,12 +67,12 @@ void VulkanBackend::rope(Tensor& x, std::span<const std::int32_t> positions, con
   const std::int64_t rows = rows_per_binding(heads * D * 4, dev, "rope");
   for (std::int64_t t0 = 0; t0 < T; t0 += rows) {
     const std::int64_t tn = std::min(rows, T - t0);
-    const std::vector<float> cs = rope_table(positions.subspan(static_cast<std::size_t>(t0), static_cast<std::size_t>(tn)), options);
-    const Binding csb = ctx.recorder.stage(std::as_bytes(std::span(cs)));
+    const Window csw = rope_window(positions.subspan(static_cast<std::size_t>(t0), static_cast<std::size_t>(tn)), options);
     const Window xw = window(x, t0 * heads * D, tn * heads * D, dev);
-    const params::RopeParams p{xw.first, 0, static_cast<std::uint32_t>(tn), static_cast<std::uint32_t>(heads),
+    const params::RopeParams p{xw.first, csw.first, static_cast<std::uint32_t>(tn), static_cast<std::uint32_t>(heads),
                                static_cast<std::uint32_t>(D), static_cast<std::uint32_t>(half)};
-    ctx.recorder.dispatch(pipeline, {csb}, {xw.binding}, p, {groups_for(tn * heads * half, pipeline.spec.local_size, dev)});
+    ctx.recorder.dispatch(pipeline, {csw.binding}, {xw.binding}, p,
+                          {groups_for(tn * heads * half, pipeline.spec.local_size, dev)});
   }
 }
 
