@@ -77,14 +77,6 @@ constexpr ShaderSpec kShaders[] = {
     {"gated_delta_chunk", 8, sizeof(GatedDeltaChunkParams), 64},
 };
 
-const ShaderSpec& spec_of(std::string_view shader) {
-  for (const ShaderSpec& s : kShaders) {
-    if (s.shader == shader) return s;
-  }
-  MF_ASSERT(false, "shader '", shader, "' has SPIR-V but no row in kShaders");
-  return kShaders[0];
-}
-
 std::uint32_t enabled_features(const DeviceFeatures& f) {
   return (f.storage16 ? features::storage16 : 0u) | (f.storage8 ? features::storage8 : 0u) |
          (f.float16 ? features::float16 : 0u) | (f.subgroup_arithmetic ? features::subgroup : 0u) |
@@ -92,6 +84,14 @@ std::uint32_t enabled_features(const DeviceFeatures& f) {
 }
 
 }  // namespace
+
+const ShaderSpec& shader_spec(std::string_view shader) {
+  for (const ShaderSpec& s : kShaders) {
+    if (s.shader == shader) return s;
+  }
+  MF_ASSERT(false, "shader '", shader, "' has SPIR-V but no row in kShaders");
+  return kShaders[0];
+}
 
 Pipelines::Pipelines(const Device& device) : device_(device) {}
 
@@ -136,7 +136,7 @@ const Pipeline& Pipelines::get(std::string_view variant) {
   MF_ASSERT(available(variant), "variant '", variant, "' needs device features that are not enabled");
   auto p = std::make_unique<Pipeline>();
   p->name = std::string(variant);
-  p->spec = spec_of(v->shader);
+  p->spec = shader_spec(v->shader);
   MF_ASSERT(p->spec.params_size <= device_.limits().max_push_constants, "parameters of ", variant);
   MF_ASSERT(p->spec.local_size <= device_.limits().max_invocations, "workgroup of ", variant);
   MF_ASSERT((p->spec.local_size & (p->spec.local_size - 1)) == 0, "reductions need a power-of-two workgroup");

@@ -23,6 +23,9 @@ struct ShaderSpec {
   std::uint32_t local_size;    // invocations per workgroup (a power of two)
 };
 
+// The table's row of a shader template. InternalError for a shader with no row.
+const ShaderSpec& shader_spec(std::string_view shader);
+
 struct Pipeline {
   std::string name;            // the variant
   ShaderSpec spec;
