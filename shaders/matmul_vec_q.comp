@@ -1,8 +1,8 @@
 #version 450
 // matmul_vec_q: y = x w^T for T <= MAX_T rows of x (decode), w quantized. A team takes one row of
 // w: a subgroup with USE_SUBGROUP (several rows per workgroup, no barriers), else the workgroup
-// (shared-memory reduction); lanes stride over K four dequant8 blocks at a time (coalesced words,
-// four loads in flight), then one at a time.
+// (shared-memory reduction); lanes stride over K's blocks of 8 columns, four in flight
+// (common/block_dot.glsl).
 // Bindings: 0 x f32 [T, K] (also read as vec4s: common/block_dot.glsl), 1 q_words, 2 s_words,
 // 3 b_words (uint), 4 y f32 [T, ldy].
 // Defines: Q_BITS (8, 4, 3, 2); USE_SUBGROUP.
@@ -47,23 +47,29 @@ void main() {
   for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
     float acc[MAX_T];
     [[unroll]] for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    // Four blocks in flight per lane (each load coalesced across the team), then one at a time.
     uint b = lane;
     for (; b + 3 * TEAM_SIZE < blocks; b += 4 * TEAM_SIZE) {
-      float w[4][8];
-      dequant8x4(r, row, b, TEAM_SIZE, w);
+      QBlock w[4];
+      [[unroll]] for (uint j = 0; j < 4; ++j) w[j] = load_qblock(r, row, b + j * TEAM_SIZE);
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         float s = 0.0;
-        [[unroll]] for (uint j = 0; j < 4; ++j) s += block_dot(w[j], p.x_offset + t * K + (b + j * TEAM_SIZE) * 8, x_aligned);
+        [[unroll]] for (uint j = 0; j < 4; ++j) {
+          vec4 lo, hi;
+          block_x(p.x_offset + t * K + (b + j * TEAM_SIZE) * 8, x_aligned, lo, hi);
+          s += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
+        }
         acc[t] += s;
       }
     }
     for (; b < blocks; b += TEAM_SIZE) {
-      float w[8];
-      dequant8(r, row, b * 8, w);
+      const QBlock w = load_qblock(r, row, b);
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
-        acc[t] += block_dot(w, p.x_offset + t * K + b * 8, x_aligned);
+        vec4 lo, hi;
+        block_x(p.x_offset + t * K + b * 8, x_aligned, lo, hi);
+        acc[t] += qblock_dot(w, lo, hi, block_sum(lo, hi));
       }
     }
 #ifdef USE_SUBGROUP

@@ -46,15 +46,18 @@ float dequant_apply(uint q, float scale, float bias) {
   return value;
 }
 
+// The group of column `col` (group sizes are powers of two).
+uint dequant_group(QuantRows r, uint col) { return col >> findLSB(r.group_size); }
+
 float dequant(QuantRows r, uint row, uint col) {
-  const uint g = col / r.group_size;
+  const uint g = dequant_group(r, col);
   return dequant_apply(dequant_q(r, row, col), dequant_scale(r, row, g), dequant_bias(r, row, g));
 }
 
 // Elements [col, col + 8) of a row, col a multiple of 8 (so all in one group): one word for q4,
 // two for q8, the bit stream for q3 and q2.
 void dequant8(QuantRows r, uint row, uint col, out float v[8]) {
-  const uint g = col / r.group_size;
+  const uint g = dequant_group(r, col);
   const float s = dequant_scale(r, row, g), b = dequant_bias(r, row, g);
   const uint base = r.q_first + row * r.row_words;
 #if Q_BITS == 4
@@ -69,12 +72,6 @@ void dequant8(QuantRows r, uint row, uint col, out float v[8]) {
 #else
   [[unroll]] for (uint i = 0; i < 8; ++i) v[i] = dequant_apply(dequant_q(r, row, col + i), s, b);
 #endif
-}
-
-// Blocks b, b + stride, b + 2 stride and b + 3 stride of `row` (each coalesced across a team
-// striding by one block): four independent loads in flight per invocation.
-void dequant8x4(QuantRows r, uint row, uint b, uint stride, out float v[4][8]) {
-  [[unroll]] for (uint j = 0; j < 4; ++j) dequant8(r, row, (b + j * stride) * 8, v[j]);
 }
 
 #endif

@@ -45,7 +45,7 @@ void use_block(uvec2 address) {
 #include "common/block_dot.glsl"
 
 // Lane `lane` of a team of `team` lanes: its share of w[row] . vin[base, base + K). Quantized, the
-// lanes stride over K's dequant8 blocks, four in flight, K then being a multiple of 32; float, four
+// lanes stride over K's blocks of 8 (common/block_dot.glsl), four in flight, K then being a multiple of 32; float, four
 // values at a time, then the tail one at a time.
 float lane_dot_at(uint row, uint base, uint lane, uint team) {
   const uint K = p.K;
@@ -55,14 +55,19 @@ float lane_dot_at(uint row, uint base, uint lane, uint team) {
   const bool x_aligned = (base & 3u) == 0u;
   uint b = lane;
   for (; b + 3 * team < K / 8; b += 4 * team) {
-    float w[4][8];
-    dequant8x4(r, row, b, team, w);
-    [[unroll]] for (uint j = 0; j < 4; ++j) acc += block_dot(w[j], base + (b + j * team) * 8, x_aligned);
+    QBlock w[4];
+    [[unroll]] for (uint j = 0; j < 4; ++j) w[j] = load_qblock(r, row, b + j * team);
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      vec4 lo, hi;
+      block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
+      acc += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
+    }
   }
   for (; b < K / 8; b += team) {
-    float w[8];
-    dequant8(r, row, b * 8, w);
-    acc += block_dot(w, base + b * 8, x_aligned);
+    const QBlock w = load_qblock(r, row, b);
+    vec4 lo, hi;
+    block_x(base + b * 8, x_aligned, lo, hi);
+    acc += qblock_dot(w, lo, hi, block_sum(lo, hi));
   }
 #else
   // Four independent loads per step, then the tail one at a time.
@@ -89,23 +94,27 @@ vec2 lane_dot_pair(uvec2 gate, uvec2 up, uint row, uint base) {
   vec2 acc = vec2(0.0);
   uint b = TEAM_LANE;
   for (; b + 3 * team < K / 8; b += 4 * team) {
-    float g[4][8], u[4][8];
+    QBlock g[4], u[4];
     use_block(gate);
-    dequant8x4(r, row, b, team, g);
+    [[unroll]] for (uint j = 0; j < 4; ++j) g[j] = load_qblock(r, row, b + j * team);
     use_block(up);
-    dequant8x4(r, row, b, team, u);
+    [[unroll]] for (uint j = 0; j < 4; ++j) u[j] = load_qblock(r, row, b + j * team);
     [[unroll]] for (uint j = 0; j < 4; ++j) {
-      const uint at = base + (b + j * team) * 8;
-      acc += vec2(block_dot(g[j], at, x_aligned), block_dot(u[j], at, x_aligned));
+      vec4 lo, hi;
+      block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
+      const float xs = block_sum(lo, hi);
+      acc += vec2(qblock_dot(g[j], lo, hi, xs), qblock_dot(u[j], lo, hi, xs));
     }
   }
   for (; b < K / 8; b += team) {
-    float g[8], u[8];
     use_block(gate);
-    dequant8(r, row, b * 8, g);
+    const QBlock g = load_qblock(r, row, b);
     use_block(up);
-    dequant8(r, row, b * 8, u);
-    acc += vec2(block_dot(g, base + b * 8, x_aligned), block_dot(u, base + b * 8, x_aligned));
+    const QBlock u = load_qblock(r, row, b);
+    vec4 lo, hi;
+    block_x(base + b * 8, x_aligned, lo, hi);
+    const float xs = block_sum(lo, hi);
+    acc += vec2(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs));
   }
   return acc;
 }

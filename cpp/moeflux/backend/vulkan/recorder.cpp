@@ -83,12 +83,15 @@ void wait_semaphore(VkDevice device, VkSemaphore semaphore, std::uint64_t value,
   check(result, "vkWaitSemaphores");
 }
 
-void memory_barrier(VkCommandBuffer cmd, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+// Earlier dispatches (and copies, where `after_copies`) before the accesses of `dst_stage`.
+void memory_barrier(VkCommandBuffer cmd, bool after_copies, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  const VkAccessFlags copy_writes = after_copies ? VkAccessFlags{VK_ACCESS_TRANSFER_WRITE_BIT} : VkAccessFlags{0};
+  const VkPipelineStageFlags copy_stage = after_copies ? VkPipelineStageFlags{VK_PIPELINE_STAGE_TRANSFER_BIT} : VkPipelineStageFlags{0};
   auto barrier = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
-  barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | copy_writes;
   barrier.dstAccessMask = dst_access;
-  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0, 1,
-                       &barrier, 0, nullptr, 0, nullptr);
+  const VkPipelineStageFlags src_stage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | copy_stage;
+  vkCmdPipelineBarrier(cmd, src_stage, dst_stage, 0, 1, &barrier, 0, nullptr, 0, nullptr);
 }
 
 }  // namespace
@@ -189,7 +192,7 @@ void Recorder::check_binding(const Binding& b) const {
   MF_ASSERT(b.offset + b.range <= b.block->size, "binding [", b.offset, ", +", b.range, ") past its block");
 }
 
-void Recorder::track(std::span<const Binding> reads, std::span<const Binding> writes) {
+void Recorder::track(std::span<const Binding> reads, std::span<const Binding> writes, bool copy) {
   auto hits = [](const std::vector<Span>& spans, const Binding& b) {
     return std::any_of(spans.begin(), spans.end(), [&](const Span& s) {
       return s.block == b.block->id && s.begin < b.offset + b.range && b.offset < s.end;
@@ -201,13 +204,19 @@ void Recorder::track(std::span<const Binding> reads, std::span<const Binding> wr
     hazard = hazard || hits(writes_since_barrier_, b) || hits(reads_since_barrier_, b);  // WAW, WAR
   }
   if (hazard) {
-    memory_barrier(open_->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+    // Every later command may rely on this barrier, so it reaches both stages; but it waits only
+    // for the stages recorded since the last one: dispatches after dispatches (most of a forward
+    // step) need not wait for copies, which some drivers make cheaper.
+    memory_barrier(open_->cmd, copies_since_barrier_,
+                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                    VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
                        VK_ACCESS_TRANSFER_WRITE_BIT);
     reads_since_barrier_.clear();
     writes_since_barrier_.clear();
+    copies_since_barrier_ = false;
     ++barriers_;
   }
+  copies_since_barrier_ = copies_since_barrier_ || copy;
   for (const Binding& b : reads) reads_since_barrier_.push_back({b.block->id, b.offset, b.offset + b.range});
   for (const Binding& b : writes) writes_since_barrier_.push_back({b.block->id, b.offset, b.offset + b.range});
 }
@@ -255,7 +264,7 @@ void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding>
     }
   }
   Batch& batch = open();
-  track(std::span(reads.begin(), reads.size()), std::span(writes.begin(), writes.size()));
+  track(std::span(reads.begin(), reads.size()), std::span(writes.begin(), writes.size()), false);
   const VkDescriptorSet set = descriptor_set(batch, pipeline);
   VkWriteDescriptorSet write[kMaxBindings];
   for (std::uint32_t b = 0; b < n; ++b) {
@@ -319,7 +328,7 @@ void Recorder::upload(std::span<const std::byte> src, const Binding& dst) {
     const Allocation s = staging(batch, n);
     copy_to_staging(s.mapped(), src.data() + done, n);
     const Binding from{s.block, s.offset, n}, to{dst.block, dst.offset + done, n};
-    track(std::span(&from, 1), std::span(&to, 1));
+    track(std::span(&from, 1), std::span(&to, 1), true);
     const VkBufferCopy region{s.offset, dst.offset + done, n};
     vkCmdCopyBuffer(batch.cmd, s.block->buffer, dst.block->buffer, 1, &region);
     profiler_.mark(batch.cmd, batch.queries, "copy");
@@ -351,7 +360,7 @@ void Recorder::copy_to_staging(std::byte* dst, const std::byte* src, std::size_t
 
 void Recorder::note_reads(std::span<const Binding> reads) {
   open();
-  track(reads, {});
+  track(reads, {}, false);
 }
 
 void Recorder::copy(const Binding& src, const Binding& dst) {
@@ -359,7 +368,7 @@ void Recorder::copy(const Binding& src, const Binding& dst) {
                 dst.offset + dst.range <= dst.block->size,
             "copy of ", src.range, " bytes into a range of ", dst.range);
   Batch& batch = open();
-  track(std::span(&src, 1), std::span(&dst, 1));
+  track(std::span(&src, 1), std::span(&dst, 1), true);
   const VkBufferCopy region{src.offset, dst.offset, src.range};
   vkCmdCopyBuffer(batch.cmd, src.block->buffer, dst.block->buffer, 1, &region);
   profiler_.mark(batch.cmd, batch.queries, "copy");
@@ -444,12 +453,12 @@ void Recorder::download(const Binding& src, std::span<std::byte> dst) {
     retire_staged(batch);  // every dispatch that could read them was recorded before this copy
     const Allocation s = staging(batch, n);
     const Binding from{src.block, src.offset + done, n}, to{s.block, s.offset, n};
-    track(std::span(&from, 1), std::span(&to, 1));
+    track(std::span(&from, 1), std::span(&to, 1), true);
     const VkBufferCopy region{src.offset + done, s.offset, n};
     vkCmdCopyBuffer(batch.cmd, src.block->buffer, s.block->buffer, 1, &region);
     profiler_.mark(batch.cmd, batch.queries, "copy");
     // The host reads the copy: make it visible to the host domain before the semaphore signals.
-    memory_barrier(batch.cmd, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    memory_barrier(batch.cmd, true, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
     flush();
     wait(submitted_);
     std::memcpy(dst.data() + done, s.mapped(), n);  // before reclaim() returns the staging memory

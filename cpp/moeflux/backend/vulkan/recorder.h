@@ -100,7 +100,9 @@ class Recorder {
   struct TransferBatch;
   TransferBatch& open_transfer();
   void reclaim_transfers(bool wait_all);
-  void track(std::span<const Binding> reads, std::span<const Binding> writes);
+  // The read and write sets of the next command (`copy`: a transfer, else a dispatch), with a
+  // barrier first where it touches what an earlier command since the last barrier wrote or read.
+  void track(std::span<const Binding> reads, std::span<const Binding> writes, bool copy);
   VkDescriptorSet descriptor_set(Batch& batch, const Pipeline& pipeline);
   Allocation staging(Batch& batch, VkDeviceSize size);
   void wait(std::uint64_t value);
@@ -126,6 +128,7 @@ class Recorder {
   std::deque<std::unique_ptr<TransferBatch>> transfers_in_flight_;
   std::vector<std::unique_ptr<TransferBatch>> transfers_idle_;
   std::vector<Span> reads_since_barrier_, writes_since_barrier_;
+  bool copies_since_barrier_ = false;  // a copy was recorded after the last barrier
   std::uint64_t dispatches_ = 0, barriers_ = 0;
   Profiler profiler_;
   // Copies host bytes into staging with several threads (one core does not reach memory bandwidth).

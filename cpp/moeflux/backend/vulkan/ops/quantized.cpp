@@ -18,8 +18,8 @@ constexpr std::int64_t kVecMaxT = 8;     // MAX_T of matmul_vec_q.comp and matmu
 constexpr std::int64_t kQuadRows = 2;    // ROWS of matmul_vec_q_quads.comp: rows per subgroup
 // matmul_vec_q_quads streams large matrices faster (1.6 TB/s against 0.9 for a 311 MB LM head on an
 // H200) but leaves a GPU underused below this many subgroups, where matmul_vec_q's row per
-// subgroup is faster (docs/BENCHMARKS.md, vulkan_kernel_bench).
-constexpr std::int64_t kQuadMinTeams = 2048;
+// subgroup is faster (a 4096-row q projection: 11.6 against 18.4 us; docs/BENCHMARKS.md).
+constexpr std::int64_t kQuadMinTeams = 8192;
 constexpr std::int64_t kTile = 64;     // TILE of common/tile_matmul.glsl: rows of x per workgroup
 constexpr std::int64_t kTileN = 128;   // WR of common/tile_matmul.glsl: rows of w per workgroup
 
