@@ -128,27 +128,31 @@ TEST_P(VulkanAttention, OddShapes) {
   for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3);
 }
 
-// The split pass in the shapes decode gives it (T < 9): a workgroup per (t, KV head, batch of up to
-// 8 of its query heads, chunk of keys), blocks of 8 to 64 keys by D.
+// The shapes decode gives the split passes (T < 9): attention_decode (a workgroup per (t, KV
+// head, chunk of up to 24 keys), all of the group's query heads) where D and Dv are multiples of
+// 4 and at most 256 chunks; else attention_split (a workgroup per (t, KV head, batch of up to 8 of
+// its query heads, chunk of keys), blocks of 8 to 64 keys by D).
 TEST_P(VulkanAttention, Decode) {
   const Case cases[] = {
       {1, 0, 32, 4, 128, 128, 0},      // one key (Qwen3-30B-A3B: GQA 8, D 128)
-      {1, 30, 32, 4, 128, 128, 0},     // 31 keys: one block of a single chunk
-      {1, 63, 32, 4, 128, 128, 0},     // 64: the most keys of a single chunk (two blocks)
-      {1, 64, 32, 4, 128, 128, 0},     // 65: chunks and the combine pass
-      {1, 600, 32, 4, 128, 128, 0},    // the profiled decode step: 19 chunks
-      {1, 600, 32, 4, 128, 128, 101},  // a window inside it
-      {1, 9000, 16, 2, 64, 64, 0},     // chunks of two blocks
+      {1, 22, 32, 4, 128, 128, 0},     // 23 keys: one chunk, no combine pass
+      {1, 23, 32, 4, 128, 128, 0},     // 24: the most keys of a single chunk
+      {1, 64, 32, 4, 128, 128, 0},     // 65: chunks and the combine pass, a last chunk of 17 keys
+      {1, 600, 32, 4, 128, 128, 0},    // the profiled decode step: 26 chunks
+      {1, 600, 32, 4, 128, 128, 101},  // a window inside it: chunks without keys
+      {1, 9000, 16, 2, 64, 64, 0},     // past 256 chunks: attention_split, chunks of two blocks
       {1, 200, 4, 4, 64, 64, 0},       // GQA 1
       {1, 301, 8, 2, 128, 128, 0},     // GQA 4
-      {1, 300, 24, 2, 64, 64, 0},      // GQA 12: batches of 8 and 4 heads
-      {1, 77, 6, 2, 18, 18, 0},        // GQA 3, D not a multiple of 4: float loads
+      {1, 300, 24, 2, 64, 64, 0},      // GQA 12
+      {1, 77, 6, 2, 18, 18, 0},        // GQA 3, D not a multiple of 4: attention_split, float loads
       {2, 45, 9, 3, 20, 36, 0},        // Dv != D, odd head counts
       {5, 40, 16, 2, 64, 64, 3},       // rows that see different keys (a window shorter than T)
-      {8, 150, 32, 4, 128, 128, 0},    // the most rows the split pass takes from few tokens
-      {1, 100, 8, 1, 512, 512, 0},     // the largest D: blocks of 8 keys
-      {1, 200, 4, 1, 16, 512, 0},      // small D, large Dv: value rounds within a block
+      {8, 150, 32, 4, 128, 128, 0},    // the most rows the split passes take from few tokens
+      {1, 100, 8, 1, 512, 512, 0},     // the largest D: chunks of 6 keys
+      {1, 200, 4, 1, 16, 512, 0},      // small D, large Dv
       {1, 70, 4, 2, 512, 16, 5},       // large D, small Dv
+      {1, 50, 64, 1, 32, 32, 0},       // GQA 64: chunks of 7 keys, the most heads attention_decode takes
+      {1, 50, 128, 1, 16, 16, 0},      // GQA 128: attention_split, batches of 8 heads
   };
   unsigned seed = 1400;
   for (const std::int64_t guard : {36, 37}) {
@@ -222,16 +226,18 @@ TEST(VulkanAttentionPrefill, AWorkgroupTakesSeveralItemsPastTheGroupLimit) {
   expect_no_validation_messages(*gpu);
 }
 
-// A decode step over few keys is one dispatch (one chunk writes the output); past two blocks the
-// keys are cut into chunks and merged by attention_combine.
+// A decode step over few keys is one dispatch (one chunk writes the output); past one chunk of
+// attention_decode (24 keys for D = 128) the keys are cut into chunks and merged by
+// attention_combine; past 256 such chunks attention_split's longer chunks take over, still two
+// dispatches.
 TEST_F(VulkanTest, AttentionDecodeDispatches) {
-  const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 700;
+  const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 7000;
   Tensor q = gpu_->empty({1, nh, D}), k = gpu_->empty({capacity, nkv, D}), v = gpu_->empty({capacity, nkv, D});
   Tensor o = gpu_->empty({1, nh, D});
   gpu_->upload(random_values(static_cast<std::size_t>(nh * D), 1500), q);
   gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1501), k);
   gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1502), v);
-  const std::pair<std::int64_t, double> cases[] = {{0, 1}, {31, 1}, {63, 1}, {64, 2}, {600, 2}};
+  const std::pair<std::int64_t, double> cases[] = {{0, 1}, {23, 1}, {24, 2}, {600, 2}, {6500, 2}};
   for (const auto& [n_past, dispatches] : cases) {
     const double before = gpu_->stats().at("vk_dispatches");
     gpu_->attention(q, k, v, {.scale = 0.1f, .n_past = n_past}, o);

@@ -59,6 +59,7 @@ constexpr ShaderSpec kShaders[] = {
     {"matmul_vec_q_quads", 5, sizeof(MatmulQParams), 128},
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},
+    {"attention_decode", 4, sizeof(AttentionParams), 256},  // LOADS assumes 256 invocations
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},
     {"attention_prefill", 4, sizeof(AttentionParams), 128},
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},

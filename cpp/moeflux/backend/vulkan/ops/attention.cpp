@@ -3,7 +3,9 @@
 // keys past one binding): attention_split, one workgroup per (query row t, KV head, batch of its
 // query heads, chunk of keys), then attention_combine where there is more than one chunk. Short
 // contexts take one chunk (no combine); longer ones are cut so that about kTargetGroups workgroups
-// share the keys.
+// share the keys. Where the head dimensions are multiples of 4 and a chunk of keys fits its shared
+// memory, attention_decode replaces attention_split: all of a KV head's query heads and a short
+// chunk per workgroup, in four steps with three barriers.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
@@ -36,9 +38,25 @@ constexpr std::int64_t kDirectBlocks = 2;
 // cheap while they are few).
 constexpr std::int64_t kDirectMinGroups = 32;
 
+constexpr std::int64_t kDecodeKvVec4s = 1760;  // KV_VEC4S of attention_decode.comp
+constexpr std::int64_t kDecodeScores = 512;    // its S_MAX
+constexpr std::int64_t kDecodeMaxChunk = 24;   // keys per workgroup at most
+// Past this many chunks attention_split's longer chunks take over: attention_combine would read
+// every chunk's state for every row.
+constexpr std::int64_t kDecodeMaxChunks = 256;
+
 struct Dims {
   std::int64_t T, nh, nkv, D, Dv;
 };
+
+// Keys per workgroup of attention_decode.comp (0: it does not fit): as many as its shared memory
+// holds, at most kDecodeMaxChunk.
+std::int64_t decode_chunk(const Dims& d) {
+  if (d.D % 4 != 0 || d.Dv % 4 != 0) return 0;
+  const std::int64_t group = d.nh / d.nkv, row_vec4s = d.D / 4 + d.Dv / 4 + 2;  // K and V rows, padded
+  const std::int64_t chunk = std::min({kDecodeMaxChunk, kDecodeKvVec4s / row_vec4s, kDecodeScores / group - 1});
+  return chunk >= 4 && group <= kDecodeScores / 8 ? chunk : 0;  // maxes[] holds S_MAX / 8 heads
+}
 
 // Keys per block of attention_split.comp: two per score lane, ceil(D / 16) lanes per key (as there).
 std::int64_t split_block(std::int64_t D) {
@@ -142,17 +160,23 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   // Split: the keys in windows of one binding, each window in chunks.
   const std::int64_t n_keys = keys_hi - keys_lo, rows = d.T * d.nh, group = d.nh / d.nkv;
   const std::int64_t block = split_block(d.D);
-  const bool one_chunk = n_keys <= kDirectBlocks * block;
+  std::int64_t decode = decode_chunk(d);  // attention_decode's keys per workgroup, or 0
+  if (decode > 0) {
+    const std::int64_t n = (n_keys + decode - 1) / decode, state_bytes = (4 + d.Dv) * 4;
+    if (n > kDecodeMaxChunks || (n > 1 && n * state_bytes > window_bytes(dev))) decode = 0;
+  }
+  const bool one_chunk = n_keys <= (decode > 0 ? decode : kDirectBlocks * block);
   // (t, KV head, batch of query heads) items for `h` query heads per workgroup.
   auto items_for = [&](std::int64_t h) { return d.T * d.nkv * ((group + h - 1) / h); };
-  std::int64_t heads = std::min(group, kSplitHeads);
-  if (one_chunk) {
+  std::int64_t heads = decode > 0 ? group : std::min(group, kSplitHeads);
+  if (one_chunk && decode == 0) {
     while (heads > 1 && items_for(heads) < kDirectMinGroups) heads = (heads + 1) / 2;
   }
   // Keys per workgroup for `h` query heads per workgroup: about kTargetGroups workgroups, at least
   // a block each.
   auto chunk_for = [&](std::int64_t h) {
     if (one_chunk) return n_keys;
+    if (decode > 0) return decode;
     const std::int64_t per_item = std::max<std::int64_t>(1, (kTargetGroups + items_for(h) - 1) / items_for(h));
     return std::max(block, ((n_keys + per_item - 1) / per_item + block - 1) / block * block);
   };
@@ -160,7 +184,7 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   // Workgroups that walk a single block run mostly their fixed cost, so more of them, each with
   // fewer heads, finish sooner, up to about half the target (600 keys on an H200: 4 heads 17.3 us
   // against 8 heads 21.9, 2 heads 19.5); past one block, more heads per workgroup win.
-  while (heads > 1 && !one_chunk && chunk == block &&
+  while (decode == 0 && heads > 1 && !one_chunk && chunk == block &&
          items_for(heads) * ((n_keys + chunk - 1) / chunk) < kTargetGroups / 2) {
     heads = (heads + 1) / 2;
     chunk = chunk_for(heads);
@@ -180,7 +204,7 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   std::int64_t row_block = rows_per_binding(std::max({d.D, d.Dv, dst_row}) * 4, dev, "attention");
   if (row_block >= group) row_block = row_block / group * group;  // whole KV head groups where they fit
   const bool vec_dims = d.D % 4 == 0 && d.Dv % 4 == 0;  // rows of vec4s (given vec4-aligned firsts)
-  const Pipeline& split = ctx.pipelines.get("attention_split_f32");
+  const Pipeline& split = ctx.pipelines.get(decode > 0 ? "attention_decode_f32" : "attention_split_f32");
   for (std::int64_t r0 = 0; r0 < rows; r0 += row_block) {
     const std::int64_t rn = std::min(row_block, rows - r0);
     const Window qw = window(q, r0 * d.D, rn * d.D, dev);
