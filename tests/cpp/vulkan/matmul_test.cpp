@@ -50,9 +50,13 @@ class VulkanMatmul : public VulkanParamTest<OpCase> {};
 TEST_P(VulkanMatmul, MatchesCpu) {
   const Dims dims[] = {{1, 1, 1},   {1, 7, 257},  {1, 4099, 63}, {2, 33, 65},   {7, 64, 31},
                        {8, 65, 33}, {9, 32, 64},  {31, 63, 7},   {33, 257, 65}, {65, 4099, 33},
-                       {3, 2052, 9}};  // several four-wide steps per lane, then a tail
+                       {3, 2052, 9}, {1, 4096, 5}};  // steps of four vec4s per lane, then a tail
   unsigned seed = 200;
-  for (const Dims& d : dims) check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2);
+  // x at 37 (floats) and at 40 (a multiple of 4: matmul_vec reads vec4s where K is one too).
+  for (const Dims& d : dims) {
+    check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2);
+    check_matmul(*cpu_, *gpu_, GetParam().dtype, d, seed += 2, 40);
+  }
   // matmul_tiled: T around its 64-row tiles and their groups of 8 rows, N around its 128-row tiles,
   // K past one slice of 32 with and without a tail; x at a multiple of 4 (vec4s) and not.
   const Dims tiled[] = {{63, 96, 129}, {130, 100, 257}, {299, 64, 131}, {71, 33, 300}};

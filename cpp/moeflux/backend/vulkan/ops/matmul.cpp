@@ -1,6 +1,6 @@
 // matmul: y = x w^T with f32/f16/bf16 weights. Few rows of x (decode): matmul_vec, a workgroup
-// reduction per pair of weight rows; more: matmul_tiled. A weight larger than one storage binding
-// (an LM head on lavapipe's 128 MiB) is split into row ranges, one dispatch each.
+// per weight row (with subgroups) or pair of rows; more: matmul_tiled. A weight larger than one
+// storage binding (an LM head on lavapipe's 128 MiB) is split into row ranges, one dispatch each.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -60,10 +60,8 @@ void VulkanBackend::matmul(const Tensor& x, const Tensor& w, Tensor& y) {
                                    static_cast<std::uint32_t>(N)};
       if (tn <= kVecMaxT) {
         const Pipeline& pipeline = ctx.pipelines.get(vec);
-        // The subgroup variant gives each subgroup a row (it strides over rows, so a guess is enough).
-        const std::int64_t rows = sg ? std::max<std::uint32_t>(1, pipeline.spec.local_size /
-                                                                       std::max(1u, dev.features().subgroup_size))
-                                     : kVecRows;
+        // The subgroup variant gives each workgroup a row.
+        const std::int64_t rows = sg ? 1 : kVecRows;
         ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {yw.binding}, p, {groups_for(nn, rows, dev)});
       } else {
         ctx.recorder.dispatch(ctx.pipelines.get(tiled), {xw.binding, ww.binding}, {yw.binding}, p,
