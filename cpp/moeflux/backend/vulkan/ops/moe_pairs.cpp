@@ -123,8 +123,9 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
                         {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
   params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
+  // moe_down: a workgroup per row (its subgroups over the token's experts).
   ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
-                        {groups_for(H, rows_per_group(down), dev, 0), groups_for(T, 1, dev, 1)});
+                        {groups_for(H, 1, dev, 0), groups_for(T, 1, dev, 1)});
 }
 
 void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
