@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
       const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 8192;
       std::vector<Tensor> q = tensors({1, nh, D}, 1), out = tensors({1, nh, D}, 1);
       std::vector<Tensor> kc = tensors({capacity, nkv, D}, 1), vc = tensors({capacity, nkv, D}, 1);
-      for (const std::int64_t keys : {48, 600, 4000}) {
+      for (const std::int64_t keys : {48, 600, 1200, 2000, 4000}) {
         backend::AttentionOptions o;
         o.scale = 0.088f;
         o.n_past = keys - 1;
