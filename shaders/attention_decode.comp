@@ -8,11 +8,11 @@
 //  1. one invocation per (head, key): the score q . k * scale (-inf for keys the row does not see);
 //  2. one per (head, key): the head's max over the chunk and p = exp(s - max);
 //  3. one per (head, 4 output dims): o = sum_j p_j v_j and l = sum_j p_j, in ascending j.
-// It writes the chunk's (max, sum, o) for attention_combine, or with `normalize` (one chunk)
-// o * (1 / sum). Keys past the bound ones are never read.
+// It writes the chunk's (max, sum, o) for attention_combine (the host takes attention_split for
+// contexts of a single chunk). Keys past the bound ones are never read.
 // Bindings: 0 q f32 [rows, D], 1 k f32 [keys, nkv, D], 2 v f32 [keys, nkv, Dv] (each also as
-// vec4s, read so only with `aligned`), 3 out f32 [rows, Dv] or partial f32 [rows, n_chunks, 4 + Dv] (m, l, two unused floats,
-// o). The host keeps chunk_size * (D + Dv + 8) <= 4 * KV_VEC4S and group * (chunk_size + 1) <= S_MAX.
+// vec4s, read so only with `aligned`), 3 partial f32 [rows, n_chunks, 4 + Dv] (m, l, two unused
+// floats, o). The host keeps chunk_size * (D + Dv + 8) <= 4 * KV_VEC4S and group * (chunk_size + 1) <= S_MAX.
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #include "common/attention.glsl"
@@ -111,17 +111,12 @@ void main() {
           l += pj;
         }
         const uint row = qrow - p.row0;
-        if (p.normalize != 0) {
-          const float inv_sum = 1.0 / l;
-          [[unroll]] for (uint i = 0; i < 4; ++i) out_[p.out_first + row * p.Dv + 4 * c + i] = o[i] * inv_sum;
-        } else {
-          const uint at = p.out_first + (row * p.n_chunks + p.chunk_first + chunk) * (4 + p.Dv);
-          if (c == 0) {
-            out_[at] = maxes[h];
-            out_[at + 1] = l;
-          }
-          [[unroll]] for (uint i = 0; i < 4; ++i) out_[at + 4 + 4 * c + i] = o[i];
+        const uint at = p.out_first + (row * p.n_chunks + p.chunk_first + chunk) * (4 + p.Dv);
+        if (c == 0) {
+          out_[at] = maxes[h];
+          out_[at + 1] = l;
         }
+        [[unroll]] for (uint i = 0; i < 4; ++i) out_[at + 4 + 4 * c + i] = o[i];
       }
     }
   }

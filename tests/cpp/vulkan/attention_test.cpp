@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -128,19 +130,20 @@ TEST_P(VulkanAttention, OddShapes) {
   for (const Case& c : cases) check_attention(*cpu_, *gpu_, c, seed += 3);
 }
 
-// The shapes decode gives the split passes (T < 9): attention_decode (a workgroup per (t, KV
-// head, chunk of up to 24 keys), all of the group's query heads) where D and Dv are multiples of
-// 4 and at most 256 chunks; else attention_split (a workgroup per (t, KV head, batch of up to 8 of
-// its query heads, chunk of keys), blocks of 8 to 64 keys by D).
+// The shapes decode gives the split passes (T < 9): a context of up to two blocks of keys takes
+// attention_split's single chunk (blocks of 8 to 64 keys by D); longer ones attention_decode (a
+// workgroup per (t, KV head, chunk of up to 24 keys) with all of the group's query heads) where D
+// and Dv are multiples of 4, up to 64 chunks; else attention_split's chunks (batches of up to 8
+// query heads), each then merged by attention_combine.
 TEST_P(VulkanAttention, Decode) {
   const Case cases[] = {
       {1, 0, 32, 4, 128, 128, 0},      // one key (Qwen3-30B-A3B: GQA 8, D 128)
-      {1, 22, 32, 4, 128, 128, 0},     // 23 keys: one chunk, no combine pass
-      {1, 23, 32, 4, 128, 128, 0},     // 24: the most keys of a single chunk
-      {1, 64, 32, 4, 128, 128, 0},     // 65: chunks and the combine pass, a last chunk of 17 keys
+      {1, 30, 32, 4, 128, 128, 0},     // 31 keys: one block of a single chunk
+      {1, 63, 32, 4, 128, 128, 0},     // 64: the most keys of a single chunk (two blocks)
+      {1, 64, 32, 4, 128, 128, 0},     // 65: attention_decode, a last chunk of 17 keys
       {1, 600, 32, 4, 128, 128, 0},    // the profiled decode step: 26 chunks
       {1, 600, 32, 4, 128, 128, 101},  // a window inside it: chunks without keys
-      {1, 9000, 16, 2, 64, 64, 0},     // past 256 chunks: attention_split, chunks of two blocks
+      {1, 9000, 16, 2, 64, 64, 0},     // past 64 chunks: attention_split, chunks of two blocks
       {1, 200, 4, 4, 64, 64, 0},       // GQA 1
       {1, 301, 8, 2, 128, 128, 0},     // GQA 4
       {1, 300, 24, 2, 64, 64, 0},      // GQA 12
@@ -151,8 +154,9 @@ TEST_P(VulkanAttention, Decode) {
       {1, 100, 8, 1, 512, 512, 0},     // the largest D: chunks of 6 keys
       {1, 200, 4, 1, 16, 512, 0},      // small D, large Dv
       {1, 70, 4, 2, 512, 16, 5},       // large D, small Dv
-      {1, 50, 64, 1, 32, 32, 0},       // GQA 64: chunks of 7 keys, the most heads attention_decode takes
-      {1, 50, 128, 1, 16, 16, 0},      // GQA 128: attention_split, batches of 8 heads
+      {1, 100, 64, 1, 32, 32, 0},      // GQA 64: chunks of 7 keys, the most heads attention_decode takes
+      {1, 100, 128, 1, 16, 16, 0},     // GQA 128: attention_split, batches of 8 heads
+      {1, 2000, 32, 4, 128, 128, 0},   // 84 chunks of 24 would be too many: attention_split
   };
   unsigned seed = 1400;
   for (const std::int64_t guard : {36, 37}) {
@@ -226,24 +230,39 @@ TEST(VulkanAttentionPrefill, AWorkgroupTakesSeveralItemsPastTheGroupLimit) {
   expect_no_validation_messages(*gpu);
 }
 
-// A decode step over few keys is one dispatch (one chunk writes the output); past one chunk of
-// attention_decode (24 keys for D = 128) the keys are cut into chunks and merged by
-// attention_combine; past 256 such chunks attention_split's longer chunks take over, still two
-// dispatches.
-TEST_F(VulkanTest, AttentionDecodeDispatches) {
+// A decode step over few keys is one dispatch (attention_split's single chunk writes the output);
+// past two of its blocks (64 keys for D = 128) attention_decode's 24-key chunks are merged by
+// attention_combine, and past 64 of those attention_split's longer chunks: two dispatches.
+TEST(VulkanAttentionDecode, DispatchesAndKernels) {
+  auto gpu = make_vulkan({.name = "profiled", .profile = true});
   const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 7000;
-  Tensor q = gpu_->empty({1, nh, D}), k = gpu_->empty({capacity, nkv, D}), v = gpu_->empty({capacity, nkv, D});
-  Tensor o = gpu_->empty({1, nh, D});
-  gpu_->upload(random_values(static_cast<std::size_t>(nh * D), 1500), q);
-  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1501), k);
-  gpu_->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1502), v);
-  const std::pair<std::int64_t, double> cases[] = {{0, 1}, {23, 1}, {24, 2}, {600, 2}, {6500, 2}};
-  for (const auto& [n_past, dispatches] : cases) {
-    const double before = gpu_->stats().at("vk_dispatches");
-    gpu_->attention(q, k, v, {.scale = 0.1f, .n_past = n_past}, o);
-    EXPECT_EQ(gpu_->stats().at("vk_dispatches") - before, dispatches) << "n_past " << n_past;
+  Tensor q = gpu->empty({1, nh, D}), k = gpu->empty({capacity, nkv, D}), v = gpu->empty({capacity, nkv, D});
+  Tensor o = gpu->empty({1, nh, D});
+  gpu->upload(random_values(static_cast<std::size_t>(nh * D), 1500), q);
+  gpu->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1501), k);
+  gpu->upload(random_values(static_cast<std::size_t>(capacity * nkv * D), 1502), v);
+  struct Expected {
+    std::int64_t n_past;
+    double dispatches;
+    const char* kernel;
+  };
+  const Expected cases[] = {{0, 1, "attention_split"},   {31, 1, "attention_split"},
+                            {63, 1, "attention_split"},  {64, 2, "attention_decode"},
+                            {600, 2, "attention_decode"}, {2000, 2, "attention_split"}};
+  for (const Expected& c : cases) {
+    gpu->finish();
+    const auto before = gpu->stats();
+    gpu->attention(q, k, v, {.scale = 0.1f, .n_past = c.n_past}, o);
+    gpu->finish();
+    const auto after = gpu->stats();
+    const auto commands = [&](const std::map<std::string, double>& s) {
+      const auto it = s.find(std::string("gpu_commands.") + c.kernel);
+      return it == s.end() ? 0.0 : it->second;
+    };
+    EXPECT_EQ(after.at("vk_dispatches") - before.at("vk_dispatches"), c.dispatches) << "n_past " << c.n_past;
+    EXPECT_EQ(commands(after) - commands(before), 1.0) << "n_past " << c.n_past << ": " << c.kernel;
   }
-  gpu_->finish();
+  expect_no_validation_messages(*gpu);
 }
 
 TEST_F(VulkanTest, AttentionErrors) {

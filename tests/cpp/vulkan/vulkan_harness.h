@@ -25,6 +25,7 @@ struct VulkanConfig {
   bool subgroups = true;
   std::uint64_t max_storage_range = 0;  // > 0: pretend the device's limit is this small
   std::uint32_t max_groups = 0;         // > 0: pretend the device's group counts are this small
+  bool profile = false;                 // GPU timestamps: stats() counts commands per shader
 };
 
 // default; no16bit (weights widened to f32); nosubgroup (shared-memory reductions); smallrange

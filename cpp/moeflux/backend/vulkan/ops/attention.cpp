@@ -41,9 +41,12 @@ constexpr std::int64_t kDirectMinGroups = 32;
 constexpr std::int64_t kDecodeKvVec4s = 1760;  // KV_VEC4S of attention_decode.comp
 constexpr std::int64_t kDecodeScores = 512;    // its S_MAX
 constexpr std::int64_t kDecodeMaxChunk = 24;   // keys per workgroup at most
-// Past this many chunks attention_split's longer chunks take over: attention_combine would read
-// every chunk's state for every row.
-constexpr std::int64_t kDecodeMaxChunks = 256;
+// attention_decode runs between one split chunk (up to kDirectBlocks blocks: one dispatch, no
+// combine pass) and this many chunks of its own; past them attention_split's longer chunks take
+// over, as attention_combine reads every chunk's state for every row (H200, Qwen3-30B-A3B's heads,
+// GPU time with the keys warm in L2: decode / split 15.6 / 17.4 us at 600 keys, 23.6 / 23.1 at
+// 1,200, 31.4 / 23.9 at 2,000; in a real decode step at ~650 keys, read from memory, 19 / 29 us).
+constexpr std::int64_t kDecodeMaxChunks = 64;
 
 struct Dims {
   std::int64_t T, nh, nkv, D, Dv;
@@ -163,13 +166,13 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   std::int64_t decode = decode_chunk(d);  // attention_decode's keys per workgroup, or 0
   if (decode > 0) {
     const std::int64_t n = (n_keys + decode - 1) / decode, state_bytes = (4 + d.Dv) * 4;
-    if (n > kDecodeMaxChunks || (n > 1 && n * state_bytes > window_bytes(dev))) decode = 0;
+    if (n_keys <= kDirectBlocks * block || n > kDecodeMaxChunks || n * state_bytes > window_bytes(dev)) decode = 0;
   }
-  const bool one_chunk = n_keys <= (decode > 0 ? decode : kDirectBlocks * block);
+  const bool one_chunk = decode == 0 && n_keys <= kDirectBlocks * block;
   // (t, KV head, batch of query heads) items for `h` query heads per workgroup.
   auto items_for = [&](std::int64_t h) { return d.T * d.nkv * ((group + h - 1) / h); };
   std::int64_t heads = decode > 0 ? group : std::min(group, kSplitHeads);
-  if (one_chunk && decode == 0) {
+  if (one_chunk) {
     while (heads > 1 && items_for(heads) < kDirectMinGroups) heads = (heads + 1) / 2;
   }
   // Keys per workgroup for `h` query heads per workgroup: about kTargetGroups workgroups, at least
@@ -204,6 +207,7 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
   std::int64_t row_block = rows_per_binding(std::max({d.D, d.Dv, dst_row}) * 4, dev, "attention");
   if (row_block >= group) row_block = row_block / group * group;  // whole KV head groups where they fit
   const bool vec_dims = d.D % 4 == 0 && d.Dv % 4 == 0;  // rows of vec4s (given vec4-aligned firsts)
+  MF_ASSERT(decode == 0 || !direct, "attention_decode always leaves several chunks to attention_combine");
   const Pipeline& split = ctx.pipelines.get(decode > 0 ? "attention_decode_f32" : "attention_split_f32");
   for (std::int64_t r0 = 0; r0 < rows; r0 += row_block) {
     const std::int64_t rn = std::min(row_block, rows - r0);
