@@ -42,6 +42,16 @@ std::string stat_value(const VkPipelineExecutableStatisticKHR& s) {
   }
 }
 
+// Vulkan's two-call enumeration: `query(&count, nullptr)`, then `query(&count, items)`.
+template <typename T, typename Query>
+std::vector<T> enumerate(VkStructureType type, Query query) {
+  std::uint32_t n = 0;
+  query(&n, nullptr);
+  std::vector<T> items(n, vk_struct<T>(type));
+  query(&n, items.data());
+  return items;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,31 +153,28 @@ int main(int argc, char** argv) {
       }
       auto info = vk_struct<VkPipelineInfoKHR>(VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR);
       info.pipeline = pipeline;
-      std::uint32_t n = 0;
-      executables(device, &info, &n, nullptr);
-      std::vector<VkPipelineExecutablePropertiesKHR> execs(
-          n, vk_struct<VkPipelineExecutablePropertiesKHR>(VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR));
-      executables(device, &info, &n, execs.data());
-      for (std::uint32_t e = 0; e < n; ++e) {
+      const auto execs = enumerate<VkPipelineExecutablePropertiesKHR>(
+          VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR,
+          [&](std::uint32_t* n, VkPipelineExecutablePropertiesKHR* out) { executables(device, &info, n, out); });
+      for (std::uint32_t e = 0; e < execs.size(); ++e) {
         auto which = vk_struct<VkPipelineExecutableInfoKHR>(VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR);
         which.pipeline = pipeline;
         which.executableIndex = e;
-        std::uint32_t sn = 0;
-        statistics(device, &which, &sn, nullptr);
-        std::vector<VkPipelineExecutableStatisticKHR> stats(
-            sn, vk_struct<VkPipelineExecutableStatisticKHR>(VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR));
-        statistics(device, &which, &sn, stats.data());
+        const auto stats = enumerate<VkPipelineExecutableStatisticKHR>(
+            VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR,
+            [&](std::uint32_t* n, VkPipelineExecutableStatisticKHR* out) { statistics(device, &which, n, out); });
         std::string line = "{\"variant\": \"" + std::string(v.name) + "\", \"subgroup\": " +
                            std::to_string(execs[e].subgroupSize);
         for (const auto& s : stats) line += ", \"" + json_escape(s.name) + "\": " + stat_value(s);
         std::printf("%s}\n", line.c_str());
         if (!ir) continue;
-        std::uint32_t rn = 0;
-        representations(device, &which, &rn, nullptr);
-        std::vector<VkPipelineExecutableInternalRepresentationKHR> reps(
-            rn, vk_struct<VkPipelineExecutableInternalRepresentationKHR>(
-                    VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INTERNAL_REPRESENTATION_KHR));
-        representations(device, &which, &rn, reps.data());
+        // Sizes first, then the text into buffers of those sizes.
+        auto reps = enumerate<VkPipelineExecutableInternalRepresentationKHR>(
+            VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INTERNAL_REPRESENTATION_KHR,
+            [&](std::uint32_t* n, VkPipelineExecutableInternalRepresentationKHR* out) {
+              representations(device, &which, n, out);
+            });
+        auto rn = static_cast<std::uint32_t>(reps.size());
         std::vector<std::vector<char>> text(rn);
         for (std::uint32_t i = 0; i < rn; ++i) {
           text[i].resize(reps[i].dataSize + 1, '\0');
