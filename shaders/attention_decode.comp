@@ -59,7 +59,9 @@ void main() {
         buf[i] = vec4(0.0);
         if (e < n_k) {
           const uint j = e / d4n, key = c0 + j;
-          if (key >= lo && key < hi) buf[i] = LOAD4(k, k4, p.k_first + ((key - p.key_begin) * p.nkv + kvh) * p.D + 4 * (e % d4n));
+          if (key >= lo && key < hi) {
+            buf[i] = LOAD4(k, k4, p.k_first + ((key - p.key_begin) * p.nkv + kvh) * p.D + 4 * (e % d4n));
+          }
         } else if (e < n_kv) {
           const uint j = (e - n_k) / v4n, key = c0 + j;
           if (key >= lo && key < hi) {

@@ -42,7 +42,8 @@ void main() {
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         const uint xq = (p.x_offset + t * K) / 4 + c;
-        acc[t] += (dot(wv[0], x4[xq]) + dot(wv[1], x4[xq + WG])) + (dot(wv[2], x4[xq + 2 * WG]) + dot(wv[3], x4[xq + 3 * WG]));
+        acc[t] += (dot(wv[0], x4[xq]) + dot(wv[1], x4[xq + WG])) +
+                  (dot(wv[2], x4[xq + 2 * WG]) + dot(wv[3], x4[xq + 3 * WG]));
       }
     }
     for (; c < quads; c += WG) {

@@ -86,7 +86,8 @@ void wait_semaphore(VkDevice device, VkSemaphore semaphore, std::uint64_t value,
 // Earlier dispatches (and copies, where `after_copies`) before the accesses of `dst_stage`.
 void memory_barrier(VkCommandBuffer cmd, bool after_copies, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   const VkAccessFlags copy_writes = after_copies ? VkAccessFlags{VK_ACCESS_TRANSFER_WRITE_BIT} : VkAccessFlags{0};
-  const VkPipelineStageFlags copy_stage = after_copies ? VkPipelineStageFlags{VK_PIPELINE_STAGE_TRANSFER_BIT} : VkPipelineStageFlags{0};
+  const VkPipelineStageFlags copy_stage =
+      after_copies ? VkPipelineStageFlags{VK_PIPELINE_STAGE_TRANSFER_BIT} : VkPipelineStageFlags{0};
   auto barrier = vk_struct<VkMemoryBarrier>(VK_STRUCTURE_TYPE_MEMORY_BARRIER);
   barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | copy_writes;
   barrier.dstAccessMask = dst_access;
