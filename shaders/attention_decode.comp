@@ -1,8 +1,8 @@
 #version 450
 // attention_decode: causal GQA attention of a few query rows over chunks of keys (decode), as
 // attention_split computes it but in a few short steps, for head dimensions that are multiples
-// of 4. A workgroup takes one (query row t, KV head) item, every query
-// head of its group, and one chunk of `chunk_size` keys:
+// of 4. A workgroup takes one (query row t, KV head) item, every query head of its group among
+// the dispatch's rows, and one chunk of `chunk_size` keys:
 //  0. the chunk's K and V rows go to shared memory, every load issued before the first store (one
 //     memory round trip);
 //  1. one invocation per (head, key): the score q . k * scale (-inf for keys the row does not see);
@@ -12,7 +12,8 @@
 // contexts of a single chunk). Keys past the bound ones are never read.
 // Bindings: 0 q f32 [rows, D], 1 k f32 [keys, nkv, D], 2 v f32 [keys, nkv, Dv] (each also as
 // vec4s, read so only with `aligned`), 3 partial f32 [rows, n_chunks, 4 + Dv] (m, l, two unused
-// floats, o). The host keeps chunk_size * (D + Dv + 8) <= 4 * KV_VEC4S and group * (chunk_size + 1) <= S_MAX.
+// floats, o). The host (ops/attention.cpp's decode_chunk) keeps chunk_size * (D / 4 + Dv / 4 + 2)
+// <= KV_VEC4S, group * (chunk_size + 1) <= S_MAX and group <= S_MAX / 8.
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #include "common/attention.glsl"
