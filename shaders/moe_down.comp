@@ -26,7 +26,8 @@ layout(std430, binding = 3) buffer Out { float out_[]; };
 
 shared uint order[MAX_K];  // the token's slots in ascending (expert, slot) order
 #ifdef USE_SUBGROUP
-shared float dots[MAX_K];  // the dot products of the token's slots, in `order`'s order
+shared float dots[MAX_K];     // the dot products of the token's slots, in `order`'s order
+shared bool present[MAX_K];  // whether that slot's expert is this call's
 #endif
 
 // The down block of the token's slot s (routing at `route`), or 0 when it is not this call's.
@@ -61,7 +62,6 @@ void main() {
     for (uint row = gl_WorkGroupID.x * TEAM_COUNT + TEAM_ID; row < p.N; row += gl_NumWorkGroups.x * TEAM_COUNT) {
 #endif
       const uint at_out = p.out_offset + t * p.N + row;
-      precise float acc = p.accumulate != 0 ? out_[at_out] : 0.0;
 #ifdef USE_SUBGROUP
       for (uint j = gl_SubgroupID; j < p.k; j += gl_NumSubgroups) {
         const uint s = order[j];
@@ -71,20 +71,24 @@ void main() {
           use_block(down);
           d = subgroupAdd(lane_dot_at(row, p.in_offset + (t * p.k + s) * p.K, lane, S));
         }
-        if (lane == 0) dots[j] = d;
+        if (lane == 0) {
+          dots[j] = d;
+          present[j] = down != uvec2(0);
+        }
       }
       barrier();
       if (gl_LocalInvocationID.x == 0) {
+        precise float acc = p.accumulate != 0 ? out_[at_out] : 0.0;
         for (uint j = 0; j < p.k; ++j) {
-          const uint s = order[j];
-          if (down_block(route, s) == uvec2(0)) continue;
-          precise float term = uintBitsToFloat(routing[route + p.k + s]) * dots[j];
+          if (!present[j]) continue;
+          precise float term = uintBitsToFloat(routing[route + p.k + order[j]]) * dots[j];
           acc = acc + term;
         }
         out_[at_out] = acc;
       }
       barrier();  // dots is written again for the next row
 #else
+      precise float acc = p.accumulate != 0 ? out_[at_out] : 0.0;
       for (uint j = 0; j < p.k; ++j) {
         const uint s = order[j];
         const uvec2 down = down_block(route, s);

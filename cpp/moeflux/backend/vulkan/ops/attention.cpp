@@ -168,7 +168,7 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
     const std::int64_t n = (n_keys + decode - 1) / decode, state_bytes = (4 + d.Dv) * 4;
     if (n_keys <= kDirectBlocks * block || n > kDecodeMaxChunks || n * state_bytes > window_bytes(dev)) decode = 0;
   }
-  const bool one_chunk = decode == 0 && n_keys <= kDirectBlocks * block;
+  const bool one_chunk = n_keys <= kDirectBlocks * block;  // then decode is 0
   // (t, KV head, batch of query heads) items for `h` query heads per workgroup.
   auto items_for = [&](std::int64_t h) { return d.T * d.nkv * ((group + h - 1) / h); };
   std::int64_t heads = decode > 0 ? group : std::min(group, kSplitHeads);

@@ -96,9 +96,8 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   const Pipeline& gate_up = ctx.pipelines.get(variant("moe_gate_up", forms.role[0].dtype, sg));
   const Pipeline& down = ctx.pipelines.get(variant("moe_down", forms.role[2].dtype, sg));
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
-  auto rows_per_group = [&](const Pipeline& pl) -> std::int64_t {
-    return sg ? std::max<std::uint32_t>(1, pl.spec.local_size / subgroup) : 1;
-  };
+  // Rows per moe_gate_up workgroup: one per subgroup (one without subgroups).
+  const std::int64_t gate_up_rows = sg ? std::max<std::uint32_t>(1, gate_up.spec.local_size / subgroup) : 1;
   Tensor act = empty({T * k, I});
   const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
 
@@ -120,7 +119,7 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   };
   ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding},
                         pair_params(xw, aw, H, I, 0, forms.gate_shape),
-                        {groups_for(I, rows_per_group(gate_up), dev, 0), groups_for(T * k, 1, dev, 1)});
+                        {groups_for(I, gate_up_rows, dev, 0), groups_for(T * k, 1, dev, 1)});
   params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
   // moe_down: a workgroup per row (its subgroups over the token's experts).
