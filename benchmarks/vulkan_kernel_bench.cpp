@@ -127,13 +127,12 @@ int main(int argc, char** argv) {
       measure(gpu, "add 64Mi", "chain", repeat / 20, 3.0 * n * 4, [&](int) { gpu.add(a[0], a[0], a[1]); });
     }
     {
-      std::vector<Tensor> x = tensors({1, H}, kRotate), y = tensors({1, H}, 1), out = tensors({1, H}, kRotate);
+      std::vector<Tensor> x = tensors({1, H}, kRotate), out = tensors({1, H}, kRotate);
       const std::vector<Tensor> w = tensors({H}, 1);
-      measure(gpu, "add_rms_norm 1x2048", "chain", repeat, 4.0 * H * 4,
-              [&](int) { gpu.add_rms_norm(x[0], y[0], w[0], {}, out[0]); });
-      measure(gpu, "add_rms_norm 1x2048", "independent", repeat, 4.0 * H * 4, [&](int i) {
+      measure(gpu, "rms_norm 1x2048", "chain", repeat, 3.0 * H * 4, [&](int) { gpu.rms_norm(x[0], w[0], {}, x[0]); });
+      measure(gpu, "rms_norm 1x2048", "independent", repeat, 3.0 * H * 4, [&](int i) {
         const auto r = static_cast<std::size_t>(i % kRotate);
-        gpu.add_rms_norm(x[r], y[0], w[0], {}, out[r]);
+        gpu.rms_norm(x[r], w[0], {}, out[r]);
       });
     }
     // Decode attention (one query row, Qwen3-30B-A3B's 32 query / 4 KV heads of 128) at contexts
@@ -182,6 +181,11 @@ int main(int argc, char** argv) {
       measure(gpu, name, "chain cold", n, bytes, [&](int i) { gpu.matmul(x[0], w[at(i)], y[0]); });
       measure(gpu, name, "independent cold", n, bytes,
               [&](int i) { gpu.matmul(x[0], w[at(i)], y[static_cast<std::size_t>(i % kRotate)]); });
+      // With x's RMSNorm folded in (norm_matmul), as the decode's projections run.
+      const std::vector<Tensor> g = tensors({c.K}, 1);
+      measure(gpu, name, "chain cold, input norm", n, bytes, [&](int i) {
+        gpu.norm_matmul(x[0], g[0], {}, std::span(&w[at(i)], 1), std::span(&y[0], 1), nullptr);
+      });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vulkan_kernel_bench: %s\n", e.what());

@@ -12,7 +12,8 @@
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { WEIGHT_T w[]; };
-layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 2) buffer Y { float y[]; };
+#include "common/store_y.glsl"
 
 shared float xs[TILE][BK + 1];  // +1: rows land in different banks
 shared float ws[TILE][BK + 1];
@@ -47,7 +48,7 @@ void main() {
         const uint t = bt * TILE + ty * PER + i;
         for (uint j = 0; j < PER; ++j) {
           const uint n = bn * TILE + tx * PER + j;
-          if (t < p.T && n < p.N) y[p.y_offset + t * p.ldy + n] = acc[i][j];
+          if (t < p.T && n < p.N) store_y(p.y_offset + t * p.ldy + n, acc[i][j]);
         }
       }
     }

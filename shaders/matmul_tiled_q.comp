@@ -15,7 +15,8 @@ layout(std430, binding = 0) readonly buffer X4 { vec4 x4[]; };  // when x_offset
 layout(std430, binding = 1) readonly buffer QW { uint q_words[]; };
 layout(std430, binding = 2) readonly buffer SW { uint s_words[]; };
 layout(std430, binding = 3) readonly buffer BW { uint b_words[]; };
-layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+layout(std430, binding = 4) buffer Y { float y[]; };
+#include "common/store_y.glsl"
 
 #include "common/dequant.glsl"
 #define TILE_X(i) x[i]
@@ -87,7 +88,7 @@ void main() {
         const uint m = 8 * i + row_lo, row = p.y_offset + (bt * TILE + m) * p.ldy;
         [[unroll]] for (uint j = 0; j < 4; ++j) {
           const uint n = n0 + wrow[j];
-          if (m < count && n < p.N) y[row + n] = acc[i][j];
+          if (m < count && n < p.N) store_y(row + n, acc[i][j]);
         }
       }
     }

@@ -2,9 +2,12 @@
 // matmul_vec: y = x w^T for few rows of x (T <= MAX_T, decode). With USE_SUBGROUP a workgroup takes
 // a row of w, vec4s of it at a time; else each workgroup takes ROWS rows, its invocations stride
 // over K, and one workgroup reduction gives ROWS * T outputs.
+// With IN_NORM (matmul_vec_norm) x is normalised in the product (common/input_norm.glsl).
 // Bindings: 0 x f32 [T, K], 1 w WEIGHT_T [N, K] (with USE_SUBGROUP both also as vec4s, read so
-// when K and both offsets are multiples of 4), 2 y f32 [T, ldy].
-// Defines: W_F32 | W_F16 | W_BF16; USE_SUBGROUP.
+// when K and both offsets are multiples of 4), [2 g NORM_T [K] with IN_NORM], then y f32 [T, ldy]
+// (y += with accumulate).
+// Defines: W_F32 | W_F16 | W_BF16; USE_SUBGROUP; IN_NORM with G_F32 | G_F16 | G_BF16 (needs
+// USE_SUBGROUP).
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #define MAX_T 8
@@ -17,12 +20,36 @@
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { WEIGHT_T w[]; };
-layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+#ifdef IN_NORM
+#ifndef USE_SUBGROUP
+#error IN_NORM needs USE_SUBGROUP
+#endif
+#define NORM_BINDING 2
+#include "common/input_norm.glsl"
+layout(std430, binding = 3) buffer Y { float y[]; };
+#else
+layout(std430, binding = 2) buffer Y { float y[]; };
+#endif
+#include "common/store_y.glsl"
 
 #ifdef USE_SUBGROUP
 layout(std430, binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer W4 { WEIGHT4_T w4[]; };
 shared float partial[MAX_T][WG];  // a subgroup's sums, by subgroup
+#ifdef IN_NORM
+shared float partial_sq[MAX_T][WG];  // and its sums of x's squares
+#endif
+
+// x's four values at quad c of row t as the product reads them (normalised with IN_NORM, their
+// squares into sum_sq).
+vec4 x_quad(uint t, uint c, inout float sum_sq) {
+  const vec4 v = x4[(p.x_offset + t * p.K) / 4 + c];
+#ifdef IN_NORM
+  return norm_in4(v, 4 * c, sum_sq);
+#else
+  return v;
+#endif
+}
 
 // The workgroup takes a row of w at a time: with K = 2048 and 128 invocations, each loads its four
 // vec4s of w and x at once (one memory round trip; a subgroup per row needed 16 with the router's
@@ -33,43 +60,59 @@ void main() {
   const uint quads = aligned ? K / 4 : 0, wide = quads - quads % (4 * WG);  // quads in steps of four
   for (uint row = gl_WorkGroupID.x; row < p.N; row += gl_NumWorkGroups.x) {
     const uint wr = p.w_offset + row * K;
-    float acc[MAX_T];
-    [[unroll]] for (uint t = 0; t < MAX_T; ++t) acc[t] = 0.0;
+    float acc[MAX_T], sum_sq[MAX_T];  // sum_sq: of x's row, with IN_NORM
+    [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
+      acc[t] = 0.0;
+      sum_sq[t] = 0.0;
+    }
     uint c = tid;
     for (; c < wide; c += 4 * WG) {
       vec4 wv[4];
       [[unroll]] for (uint i = 0; i < 4; ++i) wv[i] = weight4_to_vec4(w4[wr / 4 + c + i * WG]);
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
-        const uint xq = (p.x_offset + t * K) / 4 + c;
-        acc[t] += (dot(wv[0], x4[xq]) + dot(wv[1], x4[xq + WG])) +
-                  (dot(wv[2], x4[xq + 2 * WG]) + dot(wv[3], x4[xq + 3 * WG]));
+        acc[t] += (dot(wv[0], x_quad(t, c, sum_sq[t])) + dot(wv[1], x_quad(t, c + WG, sum_sq[t]))) +
+                  (dot(wv[2], x_quad(t, c + 2 * WG, sum_sq[t])) + dot(wv[3], x_quad(t, c + 3 * WG, sum_sq[t])));
       }
     }
     for (; c < quads; c += WG) {
       const vec4 wv = weight4_to_vec4(w4[wr / 4 + c]);
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
-        acc[t] += dot(wv, x4[(p.x_offset + t * K) / 4 + c]);
+        acc[t] += dot(wv, x_quad(t, c, sum_sq[t]));
       }
     }
     for (uint k = 4 * quads + tid; k < K; k += WG) {  // unaligned rows: one value at a time
       const float wk = weight_to_float(w[wr + k]);
       [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
-        acc[t] += wk * x[p.x_offset + t * K + k];
+        float xk = x[p.x_offset + t * K + k];
+#ifdef IN_NORM
+        sum_sq[t] += xk * xk;
+        xk *= norm_weight(k);
+#endif
+        acc[t] += wk * xk;
       }
     }
     [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
       if (t >= p.T) break;
       const float s = subgroupAdd(acc[t]);
       if (lane == 0) partial[t][gl_SubgroupID] = s;
+#ifdef IN_NORM
+      const float sq = subgroupAdd(sum_sq[t]);
+      if (lane == 0) partial_sq[t][gl_SubgroupID] = sq;
+#endif
     }
     barrier();
     if (tid < p.T) {
       float total = 0.0;
       for (uint i = 0; i < gl_NumSubgroups; ++i) total += partial[tid][i];
-      y[p.y_offset + tid * p.ldy + row] = total;
+#ifdef IN_NORM
+      float sq = 0.0;
+      for (uint i = 0; i < gl_NumSubgroups; ++i) sq += partial_sq[tid][i];
+      total *= inv_rms(sq);
+#endif
+      store_y(p.y_offset + tid * p.ldy + row, total);
     }
     barrier();  // partial is written again for the next row
   }
@@ -93,7 +136,7 @@ void main() {
     workgroup_sums(acc);
     if (tid < REDUCE_N) {
       const uint r = tid / MAX_T, t = tid % MAX_T;
-      if (first + r < p.N && t < p.T) y[p.y_offset + t * p.ldy + first + r] = reduce_total[tid];
+      if (first + r < p.N && t < p.T) store_y(p.y_offset + t * p.ldy + first + r, reduce_total[tid]);
     }
   }
 }

@@ -19,7 +19,8 @@ layout(std430, binding = 0) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 1) readonly buffer QW { uint q_words[]; };
 layout(std430, binding = 2) readonly buffer SW { uint s_words[]; };
 layout(std430, binding = 3) readonly buffer BW { uint b_words[]; };
-layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+layout(std430, binding = 4) buffer Y { float y[]; };
+#include "common/store_y.glsl"
 
 #include "common/dequant.glsl"
 #include "common/quant_quads.glsl"
@@ -76,7 +77,7 @@ void main() {
       for (uint t = 0; t < MAX_T; ++t) {
         if (t >= p.T) break;
         const float total = subgroupAdd(acc[r][t]);  // constant indices keep acc in registers
-        if (lane == 0u && row0 + r < p.N) y[p.y_offset + t * p.ldy + row0 + r] = total;
+        if (lane == 0u && row0 + r < p.N) store_y(p.y_offset + t * p.ldy + row0 + r, total);
       }
     }
   }

@@ -1,9 +1,8 @@
-// The rows of rms_norm and add_rms_norm (ADD_RESIDUAL: x += y first, y laid out as x from
-// p.y_offset). The including shader binds x, w and out (and y). One workgroup per row, rows in a
+// The rows of rms_norm. The including shader binds x, w and out. One workgroup per row, rows in a
 // grid-stride loop. Invocation tid owns the row's elements tid + i * WG and sums their squares in
 // ascending i; the workgroup adds those sums (subgroup sums, then the subgroups' in order, or the
 // shared-memory tree). Rows of at most ROW_VALUES * WG elements stay in registers: every load
-// (x, y, w) is issued before the first is used, so the row costs one memory round trip and one
+// (x, w) is issued before the first is used, so the row costs one memory round trip and one
 // barrier (USE_SUBGROUP); longer rows loop, reading x again for the output. Both paths add in the
 // same order, so they give the same bits.
 #ifndef MOEFLUX_RMS_NORM_ROWS_GLSL
@@ -38,35 +37,20 @@ void main() {
   const uint C = p.row_len;
   for (uint r = gl_WorkGroupID.x; r < p.n_rows; r += gl_NumWorkGroups.x) {
     const uint xr = p.x_offset + r * C, outr = p.out_offset + r * C;
-#ifdef ADD_RESIDUAL
-    const uint yr = p.y_offset + r * C;
-#endif
     if (C <= ROW_VALUES * WG) {
       // Constant trip counts: the loops unroll and the arrays stay in registers.
       float v[ROW_VALUES], wv[ROW_VALUES];
-#ifdef ADD_RESIDUAL
-      float yv[ROW_VALUES];
-#endif
       [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
         const uint c = tid + i * WG;
         if (c < C) {
           v[i] = x[xr + c];
-#ifdef ADD_RESIDUAL
-          yv[i] = y[yr + c];
-#endif
           wv[i] = weight_to_float(w[p.w_offset + c]);
         }
       }
       float s = 0.0;
       [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
         const uint c = tid + i * WG;
-        if (c < C) {
-#ifdef ADD_RESIDUAL
-          v[i] += yv[i];
-          x[xr + c] = v[i];
-#endif
-          s += v[i] * v[i];
-        }
+        if (c < C) s += v[i] * v[i];
       }
       const float inv_rms = row_inv_rms(s);
       [[unroll]] for (uint i = 0; i < ROW_VALUES; ++i) {
@@ -76,12 +60,7 @@ void main() {
     } else {
       float s = 0.0;
       for (uint c = tid; c < C; c += WG) {
-#ifdef ADD_RESIDUAL
-        const float v = x[xr + c] + y[yr + c];
-        x[xr + c] = v;  // read back below by this same invocation
-#else
         const float v = x[xr + c];
-#endif
         s += v * v;
       }
       const float inv_rms = row_inv_rms(s);

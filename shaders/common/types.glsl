@@ -1,6 +1,8 @@
 // Included first by every shader: the extensions, and the weight element types. One of W_F32,
 // W_F16, W_BF16 picks how a weight buffer stores its floats: WEIGHT_T is the element type and
 // weight_to_float() widens one exactly (bf16 is read as uint16, the high half of a float32).
+// Shaders that also read a norm weight pick its type likewise with G_F32, G_F16 or G_BF16
+// (NORM_T, NORM4_T, norm_to_float(), norm4_to_vec4()).
 #ifndef MOEFLUX_TYPES_GLSL
 #define MOEFLUX_TYPES_GLSL
 
@@ -8,7 +10,7 @@
 // [[unroll]] (control_flow_attributes): loops over register arrays must unroll to keep them in
 // registers; glslc leaves constant-count loops rolled and not every driver unrolls them.
 #extension GL_EXT_control_flow_attributes : enable
-#if defined(W_F16) || defined(W_BF16)
+#if defined(W_F16) || defined(W_BF16) || defined(G_F16) || defined(G_BF16)
 #extension GL_EXT_shader_16bit_storage : require
 #endif
 #ifdef USE_BUFFER_REFERENCE
@@ -37,6 +39,23 @@
 #define weight_to_float(v) uintBitsToFloat(uint(v) << 16)
 #define WEIGHT4_T u16vec4
 #define weight4_to_vec4(v) uintBitsToFloat(uvec4(v) << 16)
+#endif
+
+#if defined(G_F32)
+#define NORM_T float
+#define norm_to_float(v) (v)
+#define NORM4_T vec4
+#define norm4_to_vec4(v) (v)
+#elif defined(G_F16)
+#define NORM_T float16_t
+#define norm_to_float(v) float(v)
+#define NORM4_T f16vec4
+#define norm4_to_vec4(v) vec4(v)
+#elif defined(G_BF16)
+#define NORM_T uint16_t
+#define norm_to_float(v) uintBitsToFloat(uint(v) << 16)
+#define NORM4_T u16vec4
+#define norm4_to_vec4(v) uintBitsToFloat(uvec4(v) << 16)
 #endif
 
 // float(q) for quantized values q < 2^23 without a conversion instruction (integer-to-float

@@ -1,5 +1,6 @@
 // matmul_vec_q, matmul_tiled_q: y[t, n] = x[t] . w[n] for t < T and the N rows of a quantized w
-// bound (its three sections as windows; common/dequant.glsl's QuantRows).
+// bound (its three sections as windows; common/dequant.glsl's QuantRows), or y[t, n] += with
+// accumulate; matmul_vec_q_norm with x[t] normalised as rms_norm does (common/input_norm.glsl).
 #ifndef MOEFLUX_PARAMS_MATMUL_Q_H
 #define MOEFLUX_PARAMS_MATMUL_Q_H
 #include "params/params.h"
@@ -17,9 +18,14 @@ MF_PARAMS_BEGIN(MatmulQParams)
   MF_U32 groups;
   MF_U32 group_size;
   MF_U32 scale_bf16;
+  MF_U32 accumulate;     // 1: y += the product
+  MF_U32 g_offset;       // matmul_vec_q_norm: the norm weight's offset in its binding
+  MF_F32 eps;            //   and rms_norm's options
+  MF_U32 zero_centered;
 MF_PARAMS_END(MatmulQParams)
 MF_PARAMS_CHECK(MatmulQParams, T, 8)
 MF_PARAMS_CHECK(MatmulQParams, q_first, 24)
 MF_PARAMS_CHECK(MatmulQParams, scale_bf16, 48)
-MF_PARAMS_SIZE(MatmulQParams, 52)
+MF_PARAMS_CHECK(MatmulQParams, eps, 60)
+MF_PARAMS_SIZE(MatmulQParams, 68)
 #endif

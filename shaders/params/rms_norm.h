@@ -1,5 +1,4 @@
-// rms_norm: out[r] = x[r] * (1 / sqrt(mean(x[r]^2) + eps)) * w, or * (1 + w) when zero_centered;
-// add_rms_norm adds y[r] to x[r] first.
+// rms_norm: out[r] = x[r] * (1 / sqrt(mean(x[r]^2) + eps)) * w, or * (1 + w) when zero_centered.
 #ifndef MOEFLUX_PARAMS_RMS_NORM_H
 #define MOEFLUX_PARAMS_RMS_NORM_H
 #include "params/params.h"
@@ -11,10 +10,9 @@ MF_PARAMS_BEGIN(RmsNormParams)
   MF_U32 row_len;
   MF_F32 eps;
   MF_U32 zero_centered;  // 0 or 1
-  MF_U32 y_offset;       // add_rms_norm: the residual's rows
 MF_PARAMS_END(RmsNormParams)
 MF_PARAMS_CHECK(RmsNormParams, n_rows, 12)
 MF_PARAMS_CHECK(RmsNormParams, eps, 20)
 MF_PARAMS_CHECK(RmsNormParams, zero_centered, 24)
-MF_PARAMS_SIZE(RmsNormParams, 32)
+MF_PARAMS_SIZE(RmsNormParams, 28)
 #endif

@@ -317,9 +317,7 @@ class Qwen3Next : public Model {
     const auto n_moe = static_cast<std::int64_t>(info_.moe_layers.size());
     std::vector<std::int32_t> positions(tokens.size());
     std::iota(positions.begin(), positions.end(), static_cast<std::int32_t>(state.n_past));
-    Tensor x = b.empty({T, H});
-    Tensor h = b.empty({T, H});
-    Tensor y = b.empty({T, H});
+    Tensor x = b.empty({T, H});  // the residual stream
     b.embedding(embed_, tokens, x);
     const backend::NormOptions norm{p_.eps, true};
     ForwardRouting moe_routing(b, T, n_moe, k_, p_.n_experts, routing != nullptr && options.record_router_logits);
@@ -327,25 +325,22 @@ class Qwen3Next : public Model {
     for (int L = 0; L < p_.n_layers; ++L) {
       const LayerWeights& w = layers_[static_cast<std::size_t>(L)];
       const auto l = static_cast<std::size_t>(L);
-      if (L == 0) b.rms_norm(x, w.input_norm, norm, h);  // later layers: fused into the add before
+      const PreNorm mixer_norm{w.input_norm, norm}, mlp_norm{w.post_norm, norm};
       if (w.full_attention) {
-        attention_block(b, attention_config(), w.attn, state.caches[l], h, positions, state.n_past, y);
+        attention_block(b, attention_config(), w.attn, state.caches[l], mixer_norm, positions, state.n_past, x);
       } else {
         copy_delta_net_state(b, state.n_past == 0 ? nullptr : &state.committed[l], state.working[l]);
-        delta_net_block(b, p_.delta, w.delta, state.working[l], h, y);
+        delta_net_block(b, p_.delta, w.delta, state.working[l], mixer_norm, x);
       }
-      b.add_rms_norm(x, y, w.post_norm, norm, h);
       if (!w.is_moe) {
-        mlp_block(b, w.mlp, h, y);
+        mlp_block(b, w.mlp, mlp_norm, x);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, true};
-        moe_block(b, *context_.store, moe, w.moe, h, y, moe_routing.layer(moe_index++));
+        moe_block(b, *context_.store, moe, w.moe, mlp_norm, x, moe_routing.layer(moe_index++));
       }
-      if (L + 1 < p_.n_layers) b.add_rms_norm(x, y, layers_[static_cast<std::size_t>(L) + 1].input_norm, norm, h);
-      else b.add(x, y, x);
     }
 
-    lm_head_block(b, x, h, final_norm_, lm_head_, norm, options.logits, logits);
+    lm_head_block(b, x, {final_norm_, norm}, lm_head_, options.logits, logits);
     if (routing) moe_routing.collect(*routing);
     std::swap(state.committed, state.working);  // the call succeeded: its states are the session's
     state.n_past += T;

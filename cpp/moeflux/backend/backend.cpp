@@ -51,12 +51,21 @@ void Backend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tens
   write_rows(v, v_cache, first_row);
 }
 
-void Backend::add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) {
-  add(x, y, x);
-  rms_norm(x, w, options, out);
+void Backend::matmul_add(const Tensor& x, const Tensor& w, Tensor& y) {
+  Tensor product = empty(y.shape());
+  matmul(x, w, product);
+  add(y, product, y);
 }
 
-void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&) {
+void Backend::norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options,
+                          std::span<const Tensor> ws, std::span<Tensor> ys, Tensor* normed) {
+  MF_CHECK(ws.size() == ys.size(), ShapeError, "[norm_matmul] ", ws.size(), " weights but ", ys.size(), " outputs");
+  Tensor scratch = normed != nullptr ? *normed : empty(x.shape());
+  rms_norm(x, norm_weight, options, scratch);
+  for (std::size_t i = 0; i < ws.size(); ++i) matmul(scratch, ws[i], ys[i]);
+}
+
+void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&, bool) {
   not_implemented("moe_experts_routed", *this);
 }
 

@@ -115,6 +115,16 @@ class Backend {
   virtual void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) = 0;
   // y = x w^T; x [T, K], w [N, K] (any stored dtype, quantized included), y [T, N]
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& y) = 0;
+  // y += x w^T, as matmul (a residual block's output added into the stream; fused where the
+  // backend can, this default runs matmul into scratch, then add).
+  virtual void matmul_add(const Tensor& x, const Tensor& w, Tensor& y);
+  // ys[i] = rms_norm(x) ws[i]^T for every i: x [T, K] normalised with norm_weight [K] as rms_norm
+  // does, ws[i] [N_i, K], ys[i] [T, N_i]; where `normed` is not null ([T, K]) it receives
+  // rms_norm(x) too. One op so that a backend can fuse the norm into the products (Vulkan's decode
+  // matvecs each recompute x's norm, so no step of its own writes it first); this default runs
+  // rms_norm, then the matmuls.
+  virtual void norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options,
+                           std::span<const Tensor> ws, std::span<Tensor> ys, Tensor* normed);
   // Rotates x [T, heads, D] in place at the given positions [T].
   virtual void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) = 0;
   // dst rows [first_row, first_row + T) = src; src [T, C], dst [capacity, C]
@@ -135,9 +145,6 @@ class Backend {
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out = a + b; same shapes (out may alias a or b)
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
-  // x += y, then out = rms_norm(x) with w: a residual add and the next norm as one op (fused where
-  // the backend can; this default runs add then rms_norm). x, y, out [R, C], out distinct from x, y.
-  virtual void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out);
   // out = sigmoid(gate) * x with gate [T, G] broadcast over groups of C / G columns of x [T, C]
   virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
   // dst[t, blocks.dst_col + g * width + c] = src[t, g * group_stride + src_col + c]; src [T, ...]
@@ -159,8 +166,9 @@ class Backend {
   // True when moe_experts_routed can run `layer` for n_tokens tokens: every expert of the layer is
   // on the device, so the host need not see the routing.
   virtual bool can_route_on_device(int /*layer*/, std::int64_t /*n_tokens*/) const { return false; }
-  // moe_experts for every slot of `routing`, the experts of `layer` taken from the device tier.
-  virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out);
+  // moe_experts for every slot of `routing`, the experts of `layer` taken from the device tier
+  // (accumulate: as moe_experts').
+  virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate);
 
   // --- Gated DeltaNet (linear attention); the base throws Unsupported for backends without it.
   // Depthwise causal conv: out[t][c] = silu(sum_i w[c][i] * x_{t-K+1+i}[c]), the left context from

@@ -91,5 +91,40 @@ TEST(MatmulErrors, ShapesAndAliasing) {
   EXPECT_THROW(backend->matmul(square, sq_w, square), ShapeError);  // y may not alias x
 }
 
+// The base ops a backend may fuse: norm_matmul is rms_norm then each matmul, matmul_add is matmul
+// then add, bit for bit (the Vulkan tests hold the fused kernels to these).
+TEST(MatmulComposed, NormMatmulAndMatmulAddAreTheirParts) {
+  auto backend = make_backend();
+  const std::int64_t T = 3, K = 67, N0 = 29, N1 = 5;
+  Guarded x(*backend, {T, K}, random_values(static_cast<std::size_t>(T * K), 31, -3.0f, 3.0f));
+  Guarded g(*backend, {K}, random_values(static_cast<std::size_t>(K), 32));
+  Guarded w0(*backend, {N0, K}, random_values(static_cast<std::size_t>(N0 * K), 33));
+  Guarded w1(*backend, {N1, K}, random_values(static_cast<std::size_t>(N1 * K), 34));
+  const backend::NormOptions options{.eps = 1e-5f, .zero_centered = true};
+
+  Guarded normed(*backend, {T, K}), y0(*backend, {T, N0}), y1(*backend, {T, N1});
+  const Tensor ws[] = {w0.tensor(), w1.tensor()};
+  Tensor ys[] = {y0.tensor(), y1.tensor()};
+  backend->norm_matmul(x.tensor(), g.tensor(), options, ws, ys, &normed.tensor());
+  Guarded want_normed(*backend, {T, K}), want0(*backend, {T, N0}), want1(*backend, {T, N1});
+  backend->rms_norm(x.tensor(), g.tensor(), options, want_normed.tensor());
+  backend->matmul(want_normed.tensor(), w0.tensor(), want0.tensor());
+  backend->matmul(want_normed.tensor(), w1.tensor(), want1.tensor());
+  EXPECT_EQ(normed.values(), want_normed.values());
+  EXPECT_EQ(y0.values(), want0.values());
+  EXPECT_EQ(y1.values(), want1.values());
+  for (const Guarded* out : {&normed, &y0, &y1}) out->expect_guards_intact("norm_matmul");
+  Tensor too_few[] = {y0.tensor()};
+  EXPECT_THROW(backend->norm_matmul(x.tensor(), g.tensor(), options, ws, too_few, nullptr), ShapeError);
+
+  const std::vector<float> start = random_values(static_cast<std::size_t>(T * N0), 35, -40.0f, 40.0f);
+  Guarded acc(*backend, {T, N0}, start), product(*backend, {T, N0}), want(*backend, {T, N0}, start);
+  backend->matmul_add(x.tensor(), w0.tensor(), acc.tensor());
+  backend->matmul(x.tensor(), w0.tensor(), product.tensor());
+  backend->add(want.tensor(), product.tensor(), want.tensor());
+  EXPECT_EQ(acc.values(), want.values());
+  acc.expect_guards_intact("matmul_add");
+}
+
 }  // namespace
 }  // namespace moeflux::test

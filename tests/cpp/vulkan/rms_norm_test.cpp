@@ -1,8 +1,8 @@
 // rms_norm on Vulkan against the CPU backend: every weight dtype and configuration, widths from 1
 // to past 4096 (below, at and above the subgroup and workgroup sizes; 4096, the longest row the
 // shader holds in registers at WG 256, and 4097, the shortest it loops over), zero-centered
-// weights, per-head views and in-place use; add_rms_norm (the residual add fused in front); more
-// rows than workgroups, so a workgroup normalises several.
+// weights, per-head views and in-place use; more rows than workgroups, so a workgroup normalises
+// several.
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -58,33 +58,6 @@ TEST_P(VulkanRmsNorm, NormalisesEachHeadOfARowView) {
   outg.expect_guards_intact("rms_norm heads");
 }
 
-TEST_P(VulkanRmsNorm, AddRmsNormUpdatesTheResidualAndNormalises) {
-  const OpCase c = GetParam();
-  unsigned seed = 300;
-  struct Dims {
-    std::int64_t R, C;
-  };
-  for (const Dims d :
-       {Dims{3, 1}, Dims{3, 65}, Dims{1, 2048}, Dims{8, 2048}, Dims{2, 4096}, Dims{3, 4097}, Dims{3, 4099}}) {
-    const std::int64_t R = d.R, C = d.C;
-    SCOPED_TRACE(util::concat("R=", R, " C=", C));
-    const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), ++seed, -2.0f, 2.0f);
-    const std::vector<float> y = random_values(x.size(), ++seed, -2.0f, 2.0f);
-    const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), ++seed, -1.5f, 1.5f));
-    const backend::NormOptions options{.eps = 1e-6f, .zero_centered = true};
-    Guarded xc(*cpu_, {R, C}, x), yc(*cpu_, {R, C}, y), outc(*cpu_, {R, C});
-    Tensor xct = xc.tensor();
-    cpu_->add_rms_norm(xct, yc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
-    Guarded xg(*gpu_, {R, C}, x), yg(*gpu_, {R, C}, y), outg(*gpu_, {R, C});
-    Tensor xgt = xg.tensor();
-    gpu_->add_rms_norm(xgt, yg.tensor(), gpu_->resident(w.view()), options, outg.tensor());
-    expect_same_bits(xg.values(), xc.values(), "the residual x + y");  // one float addition each
-    expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
-    xg.expect_guards_intact("add_rms_norm x");
-    outg.expect_guards_intact("add_rms_norm out");
-  }
-}
-
 // Past the device's group count a workgroup takes several rows (its reduction's shared memory
 // reused after a barrier): a device pretending to allow 16 groups, with and without subgroups.
 TEST(VulkanRmsNormRows, AWorkgroupTakesSeveralRowsPastTheGroupLimit) {
@@ -94,17 +67,14 @@ TEST(VulkanRmsNormRows, AWorkgroupTakesSeveralRowsPastTheGroupLimit) {
     auto gpu = make_vulkan({.name = "16groups", .subgroups = subgroups, .max_groups = 16});
     const std::int64_t C = 65, R = 16 * 3 + 7;
     const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), 400, -2.0f, 2.0f);
-    const std::vector<float> y = random_values(x.size(), 401, -2.0f, 2.0f);
     const StoredWeight w(format::Dtype::f32, {C}, random_values(static_cast<std::size_t>(C), 402, -1.5f, 1.5f));
     const backend::NormOptions options{.eps = 1e-6f, .zero_centered = false};
-    Guarded xc(*cpu, {R, C}, x), yc(*cpu, {R, C}, y), outc(*cpu, {R, C});
-    Guarded xg(*gpu, {R, C}, x), yg(*gpu, {R, C}, y), outg(*gpu, {R, C});
-    Tensor xct = xc.tensor(), xgt = xg.tensor();
-    cpu->add_rms_norm(xct, yc.tensor(), cpu->resident(w.view()), options, outc.tensor());
-    gpu->add_rms_norm(xgt, yg.tensor(), gpu->resident(w.view()), options, outg.tensor());
-    expect_same_bits(xg.values(), xc.values(), "the residual x + y");
-    expect_near_cpu(outg.values(), outc.values(), kRtol, "add_rms_norm");
-    outg.expect_guards_intact("add_rms_norm");
+    Guarded xc(*cpu, {R, C}, x), outc(*cpu, {R, C});
+    Guarded xg(*gpu, {R, C}, x), outg(*gpu, {R, C});
+    cpu->rms_norm(xc.tensor(), cpu->resident(w.view()), options, outc.tensor());
+    gpu->rms_norm(xg.tensor(), gpu->resident(w.view()), options, outg.tensor());
+    expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_norm");
+    outg.expect_guards_intact("rms_norm");
   }
 }
 

@@ -170,22 +170,25 @@ TEST_P(VulkanRoutedExperts, GiveTheBitsOfTheHostPlannedPath) {
     Guarded routing(*gpu_, {T, 2 * k});
     gpu_->route_softmax_topk(l.tensor(), {k, true}, routing.tensor());
     Guarded x(*gpu_, {T, H}, random_values(static_cast<std::size_t>(T * H), 2600 + static_cast<unsigned>(T)));
-    Guarded routed(*gpu_, {T, H});
-    gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, routed.tensor());
-    routed.expect_guards_intact("moe_experts_routed");
-
     std::vector<std::int32_t> ids(static_cast<std::size_t>(T * k));
     std::vector<float> weights(ids.size());
     backend::routing_from_tensor(routing.values(), k, ids, weights);
     std::vector<std::int32_t> unique = ids;
     std::sort(unique.begin(), unique.end());
     unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-    Guarded planned(*gpu_, {T, H});
-    gpu_->moe_experts(x.tensor(), {T, k, ids, weights, unique}, experts.weights(unique), planned.tensor(), false);
-    expect_same_bits(routed.values(), planned.values(), "routed vs host-planned");
+    // Into fresh rows, and added into a residual stream.
+    const std::vector<float> residual = random_values(static_cast<std::size_t>(T * H), 2700 + static_cast<unsigned>(T));
+    for (const bool accumulate : {false, true}) {
+      SCOPED_TRACE(accumulate ? "accumulate" : "overwrite");
+      Guarded routed(*gpu_, {T, H}, residual), planned(*gpu_, {T, H}, residual);
+      gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, routed.tensor(), accumulate);
+      routed.expect_guards_intact("moe_experts_routed");
+      gpu_->moe_experts(x.tensor(), {T, k, ids, weights, unique}, experts.weights(unique), planned.tensor(), accumulate);
+      expect_same_bits(routed.values(), planned.values(), "routed vs host-planned");
+    }
   }
   EXPECT_EQ(routed_calls, small ? 2 : 5);
-  EXPECT_EQ(gpu_->stats().at("device_routed_layers"), routed_calls);
+  EXPECT_EQ(gpu_->stats().at("device_routed_layers"), 2 * routed_calls);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRoutedExperts, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),

@@ -38,32 +38,31 @@ void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, 
 }
 
 void attention_block(backend::Backend& backend, const AttentionConfig& config,
-                     const AttentionWeights& weights, KvCache& cache, const Tensor& x,
-                     std::span<const std::int32_t> positions, std::int64_t n_past, Tensor& out) {
+                     const AttentionWeights& weights, KvCache& cache, const PreNorm& norm,
+                     std::span<const std::int32_t> positions, std::int64_t n_past, Tensor& x) {
   const std::int64_t T = x.dim(0);
   const std::int64_t nh = config.n_heads, nkv = config.n_kv_heads, D = config.head_dim;
   Tensor q = backend.empty({T, nh * D});
   Tensor k = backend.empty({T, nkv * D});
   Tensor v = backend.empty({T, nkv * D});
   Tensor gate;
-  if (config.output_gate) {  // split the per-head [query | gate] rows of the projection
-    Tensor q_and_gate = backend.empty({T, nh * 2 * D});
-    backend.matmul(x, weights.q_proj, q_and_gate);
+  // With an output gate, q_proj gives per head [query | gate] rows, split below.
+  Tensor q_and_gate = config.output_gate ? backend.empty({T, nh * 2 * D}) : q;
+  const Tensor ws[] = {weights.q_proj, weights.k_proj, weights.v_proj};
+  Tensor ys[] = {q_and_gate, k, v};
+  backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
+  if (config.output_gate) {
     gate = backend.empty({T, nh * D});
     backend.copy_column_blocks(q_and_gate, {nh, 2 * D, 0, D, 0}, q);
     backend.copy_column_blocks(q_and_gate, {nh, 2 * D, D, D, 0}, gate);
-  } else {
-    backend.matmul(x, weights.q_proj, q);
   }
-  backend.matmul(x, weights.k_proj, k);
-  backend.matmul(x, weights.v_proj, v);
 
   Tensor q3 = q.view({T, nh, D});
   Tensor k3 = k.view({T, nkv, D});
   reserve_kv_cache(backend, config, cache, n_past + T, n_past);
-  const backend::NormOptions norm{config.norm_eps, config.zero_centered_qk_norm};
+  const backend::NormOptions qk_norm{config.norm_eps, config.zero_centered_qk_norm};
   backend.attention_inputs(q3, k3, v, config.qk_norm ? weights.q_norm : Tensor(), config.qk_norm ? weights.k_norm : Tensor(),
-                           norm, positions, config.rope, cache.k, cache.v, n_past);
+                           qk_norm, positions, config.rope, cache.k, cache.v, n_past);
 
   Tensor attn = backend.empty({T, nh, D});
   backend::AttentionOptions options;
@@ -74,7 +73,7 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
                     options, attn);
   Tensor attn_rows = attn.view({T, nh * D});
   if (config.output_gate) backend.sigmoid_mul(gate, attn_rows, attn_rows);
-  backend.matmul(attn_rows, weights.o_proj, out);
+  backend.matmul_add(attn_rows, weights.o_proj, x);
 }
 
 }  // namespace moeflux::arch

@@ -1,11 +1,12 @@
 // Grouped-query self-attention with optional per-head q/k RMSNorm and RoPE, and its KV cache
 // (Qwen3-MoE; Qwen2-MoE without the norms; Qwen3-Next / Qwen3.5 with zero-centered norms, partial
-// rotary and a sigmoid output gate). x, out [T, H].
+// rotary and a sigmoid output gate), a pre-norm residual block (pre_norm.h).
 #pragma once
 
 #include <cstdint>
 #include <span>
 
+#include "moeflux/arch/blocks/pre_norm.h"
 #include "moeflux/backend/backend.h"
 
 namespace moeflux::arch {
@@ -40,10 +41,11 @@ struct KvCache {
 void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, KvCache& cache,
                       std::int64_t rows, std::int64_t kept);
 
-// Runs attention for T tokens at positions n_past.. and appends their keys and values to `cache`.
+// x += attention(rms_norm(x)) for T tokens at positions n_past..; appends their keys and values
+// to `cache`.
 void attention_block(backend::Backend& backend, const AttentionConfig& config,
-                     const AttentionWeights& weights, KvCache& cache, const backend::Tensor& x,
-                     std::span<const std::int32_t> positions, std::int64_t n_past, backend::Tensor& out);
+                     const AttentionWeights& weights, KvCache& cache, const PreNorm& norm,
+                     std::span<const std::int32_t> positions, std::int64_t n_past, backend::Tensor& x);
 
 // inv_freq[i] = theta^(-2i / rotary_dim), computed as transformers does (float32 of a double power).
 backend::RopeOptions default_rope(double theta, int rotary_dim);

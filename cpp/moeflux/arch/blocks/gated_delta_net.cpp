@@ -28,7 +28,7 @@ void copy_delta_net_state(backend::Backend& backend, const DeltaNetState* src, D
 }
 
 void delta_net_block(backend::Backend& backend, const DeltaNetConfig& config, const DeltaNetWeights& weights,
-                     DeltaNetState& state, const Tensor& x, Tensor& out) {
+                     DeltaNetState& state, const PreNorm& norm, Tensor& x) {
   const std::int64_t T = x.dim(0);
   const std::int64_t HK = config.n_key_heads, HV = config.n_value_heads, dk = config.key_dim, dv = config.value_dim;
   const std::int64_t Kd = config.key_width(), Vd = config.value_width(), C = config.conv_channels();
@@ -42,8 +42,9 @@ void delta_net_block(backend::Backend& backend, const DeltaNetConfig& config, co
     const std::int64_t r = HV / HK, group = 2 * dk + 2 * r * dv;
     Tensor qkvz = backend.empty({T, HK * group});
     Tensor ba = backend.empty({T, HK * 2 * r});
-    backend.matmul(x, weights.in_proj_qkvz, qkvz);
-    backend.matmul(x, weights.in_proj_ba, ba);
+    const Tensor ws[] = {weights.in_proj_qkvz, weights.in_proj_ba};
+    Tensor ys[] = {qkvz, ba};
+    backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
     backend.copy_column_blocks(qkvz, {HK, group, 0, dk, 0}, mixed);
     backend.copy_column_blocks(qkvz, {HK, group, dk, dk, Kd}, mixed);
     backend.copy_column_blocks(qkvz, {HK, group, 2 * dk, r * dv, 2 * Kd}, mixed);
@@ -51,10 +52,9 @@ void delta_net_block(backend::Backend& backend, const DeltaNetConfig& config, co
     backend.copy_column_blocks(ba, {HK, 2 * r, 0, r, 0}, b);
     backend.copy_column_blocks(ba, {HK, 2 * r, r, r, 0}, a);
   } else {
-    backend.matmul(x, weights.in_proj_qkv, mixed);
-    backend.matmul(x, weights.in_proj_z, z);
-    backend.matmul(x, weights.in_proj_b, b);
-    backend.matmul(x, weights.in_proj_a, a);
+    const Tensor ws[] = {weights.in_proj_qkv, weights.in_proj_z, weights.in_proj_b, weights.in_proj_a};
+    Tensor ys[] = {mixed, z, b, a};
+    backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
   }
 
   backend.causal_conv1d(mixed, weights.conv, state.conv, mixed);
@@ -74,7 +74,7 @@ void delta_net_block(backend::Backend& backend, const DeltaNetConfig& config, co
 
   Tensor core_heads = core.view({T * HV, dv});
   backend.gated_rms_norm(core_heads, z.view({T * HV, dv}), weights.norm, config.norm_eps, core_heads);
-  backend.matmul(core.view({T, Vd}), weights.out_proj, out);
+  backend.matmul_add(core.view({T, Vd}), weights.out_proj, x);
 }
 
 }  // namespace moeflux::arch

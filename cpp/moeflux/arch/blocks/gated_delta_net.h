@@ -1,10 +1,11 @@
 // The Gated DeltaNet token mixer of Qwen3-Next and Qwen3.5 (transformers' Qwen3NextGatedDeltaNet,
 // Qwen3_5MoeGatedDeltaNet): projections, causal depthwise conv over [q | k | v], gates, the gated
-// delta rule with a float32 state per value head, gated RMSNorm, out_proj. x, out [T, H].
+// delta rule with a float32 state per value head, gated RMSNorm, out_proj; a pre-norm residual block (pre_norm.h).
 #pragma once
 
 #include <cstdint>
 
+#include "moeflux/arch/blocks/pre_norm.h"
 #include "moeflux/backend/backend.h"
 
 namespace moeflux::arch {
@@ -46,8 +47,8 @@ DeltaNetState make_delta_net_state(backend::Backend& backend, const DeltaNetConf
 // dst = src, or zeros when src is null (the state at the start of a sequence).
 void copy_delta_net_state(backend::Backend& backend, const DeltaNetState* src, DeltaNetState& dst);
 
-// Runs T tokens after those `state` has seen, and advances it.
+// x += delta_net(rms_norm(x)) for T tokens after those `state` has seen, and advances it.
 void delta_net_block(backend::Backend& backend, const DeltaNetConfig& config, const DeltaNetWeights& weights,
-                     DeltaNetState& state, const backend::Tensor& x, backend::Tensor& out);
+                     DeltaNetState& state, const PreNorm& norm, backend::Tensor& x);
 
 }  // namespace moeflux::arch

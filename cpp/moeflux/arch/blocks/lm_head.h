@@ -5,13 +5,13 @@
 #include <vector>
 
 #include "moeflux/arch/model.h"
+#include "moeflux/arch/blocks/pre_norm.h"
 #include "moeflux/backend/backend.h"
 
 namespace moeflux::arch {
 
-// x [T, H] the residual stream; h [T, H] scratch; final_norm [H]; lm_head [vocab, H].
-void lm_head_block(backend::Backend& backend, const backend::Tensor& x, backend::Tensor& h,
-                   const backend::Tensor& final_norm, const backend::Tensor& lm_head,
-                   const backend::NormOptions& norm, LogitsMode mode, std::vector<float>& logits);
+// x [T, H] the residual stream; norm: the final norm; lm_head [vocab, H].
+void lm_head_block(backend::Backend& backend, const backend::Tensor& x, const PreNorm& norm,
+                   const backend::Tensor& lm_head, LogitsMode mode, std::vector<float>& logits);
 
 }  // namespace moeflux::arch

@@ -9,27 +9,39 @@ namespace moeflux::arch {
 
 using backend::Tensor;
 
-void mlp_block(backend::Backend& backend, const MlpWeights& weights, const Tensor& x, Tensor& out) {
-  const std::int64_t T = x.dim(0), I = weights.gate_proj.dim(0);
-  Tensor gate = backend.empty({T, I});
-  Tensor up = backend.empty({T, I});
-  backend.matmul(x, weights.gate_proj, gate);
-  backend.matmul(x, weights.up_proj, up);
+namespace {
+
+// out (+)= down(silu(gate) * up), gate and up [T, I] the products of the block's input.
+void swiglu_down(backend::Backend& backend, const MlpWeights& weights, Tensor& gate, const Tensor& up, Tensor& out,
+                 bool accumulate) {
   backend.swiglu(gate, up, gate);
-  backend.matmul(gate, weights.down_proj, out);
+  if (accumulate) backend.matmul_add(gate, weights.down_proj, out);
+  else backend.matmul(gate, weights.down_proj, out);
+}
+
+}  // namespace
+
+void mlp_block(backend::Backend& backend, const MlpWeights& weights, const PreNorm& norm, Tensor& x) {
+  const std::int64_t T = x.dim(0), I = weights.gate_proj.dim(0);
+  const Tensor ws[] = {weights.gate_proj, weights.up_proj};
+  Tensor ys[] = {backend.empty({T, I}), backend.empty({T, I})};
+  backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
+  swiglu_down(backend, weights, ys[0], ys[1], x, true);
 }
 
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
-               const MoeWeights& weights, const Tensor& x, Tensor& out, MoeRoutingSlot routing) {
-  const std::int64_t T = x.dim(0);
+               const MoeWeights& weights, const PreNorm& norm, Tensor& x, MoeRoutingSlot routing) {
+  const std::int64_t T = x.dim(0), H = x.dim(1);
   const int E = config.n_experts, k = config.routing.k;
 
+  // The router's product and the experts' input h = rms_norm(x) in one op.
+  Tensor h = backend.empty({T, H});
   Tensor logits = routing.router_logits.defined() ? routing.router_logits : backend.empty({T, E});
-  backend.matmul(x, weights.router, logits);
+  backend.norm_matmul(x, norm.weight, norm.options, std::span(&weights.router, 1), std::span(&logits, 1), &h);
   backend.route_softmax_topk(logits, config.routing, routing.routing);
 
   if (backend.can_route_on_device(config.layer, T)) {
-    backend.moe_experts_routed(x, routing.routing, config.layer, out);
+    backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true);
   } else {
     std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
     backend.download(routing.routing, values);  // the layer's one sync point
@@ -71,18 +83,20 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
         ++record;
       }
       const backend::MoeRouting moe{T, k, experts, expert_weights_of, batch};
-      backend.moe_experts(x, moe, expert_weights, out, /*accumulate=*/begin > 0);
+      backend.moe_experts(h, moe, expert_weights, x, /*accumulate=*/true);
     }
   }
 
-  if (config.has_shared_expert) {
-    const std::int64_t H = x.dim(1);
-    Tensor shared = backend.empty({T, H});
-    mlp_block(backend, weights.shared_expert, x, shared);
-    Tensor gate = backend.empty({T, 1});
-    backend.matmul(x, weights.shared_expert_gate, gate);
-    backend.sigmoid_mul(gate, shared, shared);
-    backend.add(out, shared, out);
+  if (config.has_shared_expert) {  // x += sigmoid(h . gate) * mlp(h)
+    const std::int64_t I = weights.shared_expert.gate_proj.dim(0);
+    Tensor gate = backend.empty({T, I}), up = backend.empty({T, I}), shared = backend.empty({T, H});
+    backend.matmul(h, weights.shared_expert.gate_proj, gate);
+    backend.matmul(h, weights.shared_expert.up_proj, up);
+    swiglu_down(backend, weights.shared_expert, gate, up, shared, false);
+    Tensor shared_gate = backend.empty({T, 1});
+    backend.matmul(h, weights.shared_expert_gate, shared_gate);
+    backend.sigmoid_mul(shared_gate, shared, shared);
+    backend.add(x, shared, x);
   }
 }
 

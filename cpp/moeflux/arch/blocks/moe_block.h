@@ -10,6 +10,7 @@
 
 #include "moeflux/arch/blocks/forward_routing.h"
 #include "moeflux/arch/blocks/router.h"
+#include "moeflux/arch/blocks/pre_norm.h"
 #include "moeflux/backend/backend.h"
 #include "moeflux/experts/expert_store.h"
 
@@ -19,9 +20,8 @@ struct MlpWeights {
   backend::Tensor gate_proj, up_proj, down_proj;  // [I, H], [I, H], [H, I]
 };
 
-// out = down(silu(gate(x)) * up(x)); x, out [T, H]
-void mlp_block(backend::Backend& backend, const MlpWeights& weights, const backend::Tensor& x,
-               backend::Tensor& out);
+// x += down(silu(gate(h)) * up(h)) with h = rms_norm(x); x [T, H]
+void mlp_block(backend::Backend& backend, const MlpWeights& weights, const PreNorm& norm, backend::Tensor& x);
 
 struct MoeConfig {
   int layer = 0;  // decoder layer index (for the expert store)
@@ -36,9 +36,8 @@ struct MoeWeights {
   backend::Tensor shared_expert_gate;  // [1, H], when has_shared_expert
 };
 
-// x, out [T, H]; the routing goes to `routing` (ForwardRouting::layer).
+// x += moe(rms_norm(x)); x [T, H]; the routing goes to `routing` (ForwardRouting::layer).
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
-               const MoeWeights& weights, const backend::Tensor& x, backend::Tensor& out,
-               MoeRoutingSlot routing);
+               const MoeWeights& weights, const PreNorm& norm, backend::Tensor& x, MoeRoutingSlot routing);
 
 }  // namespace moeflux::arch

@@ -44,8 +44,8 @@ using namespace params;
 constexpr ShaderSpec kShaders[] = {
     {"embedding", 3, sizeof(EmbeddingParams), 256},
     {"rms_norm", 3, sizeof(RmsNormParams), 256},
-    {"add_rms_norm", 4, sizeof(RmsNormParams), 256},
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
+    {"matmul_vec_norm", 4, sizeof(MatmulParams), 128},
     {"matmul_tiled", 3, sizeof(MatmulParams), 256},  // its tiles assume 256 invocations
     {"rope", 2, sizeof(RopeParams), 256},
     {"attention_inputs", 8, sizeof(AttentionInputsParams), 64},
@@ -56,6 +56,7 @@ constexpr ShaderSpec kShaders[] = {
     {"dequantize", 4, sizeof(DequantizeParams), 256},
     {"embedding_q", 5, sizeof(EmbeddingQParams), 64},
     {"matmul_vec_q", 5, sizeof(MatmulQParams), 128},
+    {"matmul_vec_q_norm", 6, sizeof(MatmulQParams), 128},
     {"matmul_vec_q_quads", 5, sizeof(MatmulQParams), 128},
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},

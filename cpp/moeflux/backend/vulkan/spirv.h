@@ -19,7 +19,8 @@ inline constexpr std::uint32_t coopmat_nv = 1u << 4; // VK_NV_cooperative_matrix
 
 struct SpirvVariant {
   std::string_view name;              // <template>_<weights>_<acts>[_<option>]
-  std::string_view shader;            // the template: shaders/<shader>.comp
+  std::string_view shader;            // its row in the pipeline table (the template's name unless
+                                      // cmake/shaders.cmake names another)
   std::span<const std::uint32_t> code;
   std::uint32_t features = features::none;
 };

@@ -39,6 +39,9 @@ class VulkanBackend final : public Backend {
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
+  void matmul_add(const Tensor& x, const Tensor& w, Tensor& y) override;
+  void norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options, std::span<const Tensor> ws,
+                   std::span<Tensor> ys, Tensor* normed) override;
   void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
   void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
   void attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
@@ -48,13 +51,12 @@ class VulkanBackend final : public Backend {
                  const AttentionOptions& options, Tensor& out) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
-  void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
   void moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                    Tensor& out, bool accumulate) override;
   void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
   bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
-  void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) override;
+  void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate) override;
   void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;  // ops/column_blocks.cpp
   // Gated DeltaNet (ops/gated_delta.cpp)
   void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
@@ -78,8 +80,19 @@ class VulkanBackend final : public Backend {
 
  private:
   std::shared_ptr<VulkanStorage> allocate(VkDeviceSize bytes, std::string_view what);  // device memory
-  // The quantized paths of matmul and embedding, after their checks (ops/quantized.cpp).
-  void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y);
+  // matmul, matmul_add (accumulate) and one product of norm_matmul (`norm`: x normalised in the
+  // product, which then takes the decode matvec) after their checks; the quantized path in
+  // ops/quantized.cpp.
+  struct InputNorm {
+    const Tensor& weight;
+    const NormOptions& options;
+  };
+  void record_matmul(const Tensor& x, const Tensor& w, Tensor& y, bool accumulate, const InputNorm* norm);
+  void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y, bool accumulate, const InputNorm* norm);
+  // Whether norm_matmul can fold the norm into the product of x [T, K] with w (a decode matvec).
+  bool norm_fits_matvec(std::int64_t T, const Tensor& w, const Tensor& norm_weight) const;
+  // Whether T rows of x times a quantized w take matmul_vec_q_quads (its first row range).
+  bool quantized_matvec_takes_quads(std::int64_t T, const Tensor& w) const;
   void embedding_quantized(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out);
   void fill(Tensor& out, float value);  // ops/moe.cpp
   // The chunked form of gated_delta_rule for T > 1 (ops/gated_delta.cpp); false when its scratch
@@ -136,7 +149,7 @@ class VulkanBackend final : public Backend {
   // The experts of many tokens, every one in the tier (`table`): the routing downloaded (the
   // layer's sync point), planned on the host, then record_grouped.
   void moe_grouped_routed(const Tensor& x, const Tensor& routing, const Window& table, std::uint32_t E,
-                          const ExpertForms& forms, Tensor& out);
+                          const ExpertForms& forms, Tensor& out, bool accumulate);
   std::vector<ExpertForms> layer_forms_;  // per MoE layer of the device tier, from its layout
   int layout_k_ = 1;                      // experts per token, as the tier was configured
   std::vector<std::array<format::TensorView, 3>> layer_blocks_;  // its blocks (no bytes), likewise

@@ -201,7 +201,7 @@ bool VulkanBackend::grouped_routing_fits(const ExpertForms& forms, std::int64_t 
 }
 
 void VulkanBackend::moe_grouped_routed(const Tensor& x, const Tensor& routing, const Window& table, std::uint32_t E,
-                                       const ExpertForms& forms, Tensor& out) {
+                                       const ExpertForms& forms, Tensor& out, bool accumulate) {
   const std::int64_t T = x.dim(0), k = routing.dim(1) / 2, P = T * k, I = forms.gate_shape[0], H = x.dim(1);
   std::vector<float> values(static_cast<std::size_t>(2 * P));
   download(routing, values);  // the layer's one sync point
@@ -225,7 +225,7 @@ void VulkanBackend::moe_grouped_routed(const Tensor& x, const Tensor& routing, c
   const Binding grouped_b = ctx.recorder.stage(std::as_bytes(std::span(plan.grouped)));
   const Binding combine_b = ctx.recorder.stage(std::as_bytes(std::span(plan.combine)));
   record_grouped(x, forms, table, E, {grouped_b, 0}, {combine_b, 0}, plan.n_tiles, empty({plan.rows, I}),
-                 empty({plan.rows, H}), k, out, false);
+                 empty({plan.rows, H}), k, out, accumulate);
   expert_cache_->stats.hits += unique.size();
 }
 

@@ -167,7 +167,8 @@ bool VulkanBackend::can_route_on_device(int layer, std::int64_t n_tokens) const 
   return grouped_routing_fits(forms, n_tokens, layout_k_, expert_cache_->n_experts(m));
 }
 
-void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out) {
+void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out,
+                                       bool accumulate) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   cpu::check_rank(x, 2, "moe_experts_routed", "x");
@@ -191,12 +192,12 @@ void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, i
   const Window table = window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, dev);
   const auto E = static_cast<std::uint32_t>(cache.n_experts(m));
   if (T <= kPairMaxTokens) {
-    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, false);
+    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, accumulate);
   } else {
     MF_CHECK(grouped_routing_fits(forms, T, routing.dim(1) / 2, E), ShapeError, "[moe_experts_routed] routing ",
              format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier ",
              "was planned for k = ", layout_k_, ")");
-    moe_grouped_routed(x, routing, table, E, forms, out);
+    moe_grouped_routed(x, routing, table, E, forms, out, accumulate);
   }
   ++cache.stats.routed_layers;
 }

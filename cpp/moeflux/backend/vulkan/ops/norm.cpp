@@ -1,6 +1,5 @@
-// rms_norm over the last axis, one workgroup per row (shaders/rms_norm.comp), and add_rms_norm, the
-// residual add fused in front of it (shaders/add_rms_norm.comp); weights in their stored dtype,
-// the subgroup variant where the device has subgroup arithmetic.
+// rms_norm over the last axis, one workgroup per row (shaders/rms_norm.comp); weights in their
+// stored dtype, the subgroup variant where the device has subgroup arithmetic.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
@@ -37,45 +36,8 @@ void VulkanBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions
     const Window xw = window(x, r0 * C, n * C, dev);
     const Window ow = window(out, r0 * C, n * C, dev);
     const params::RmsNormParams p{xw.first, ww.first, ow.first, static_cast<std::uint32_t>(n),
-                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u, 0};
+                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u};
     ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
-  }
-}
-
-void VulkanBackend::add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, const NormOptions& options,
-                                 Tensor& out) {
-  Context& ctx = *context_;
-  const Device& dev = ctx.device;
-  cpu::check_rank(w, 1, "add_rms_norm", "w");
-  storage_of(w, ctx, "add_rms_norm", "w");
-  f32_storage_of(x, ctx, "add_rms_norm", "x");
-  f32_storage_of(y, ctx, "add_rms_norm", "y");
-  f32_storage_of(out, ctx, "add_rms_norm", "out");
-  MF_CHECK(!w.quantized(), Unsupported, "[add_rms_norm] a quantized norm weight; store norms as f32, f16 or bf16");
-  const std::int64_t C = w.dim(0);
-  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0 && y.numel() == x.numel() && y.dim(-1) == C &&
-               out.numel() == x.numel() && out.dim(-1) == C,
-           ShapeError, "[add_rms_norm] x ", format::shape_string(x.shape()), ", y ", format::shape_string(y.shape()),
-           ", out ", format::shape_string(out.shape()), " must all end in the weight's length ", C, " and match");
-  cpu::check_disjoint(y, x, "add_rms_norm", "y");
-  cpu::check_disjoint(x, out, "add_rms_norm", "x");
-  cpu::check_disjoint(y, out, "add_rms_norm", "y");
-  cpu::check_disjoint(w, out, "add_rms_norm", "w");
-  const std::int64_t R = x.numel() / C;
-  if (R == 0) return;
-
-  const Pipeline& pipeline = ctx.pipelines.get(variant("add_rms_norm", w.dtype(), dev.features().subgroup_arithmetic));
-  const Window ww = whole(w, dev);
-  const std::int64_t rows = rows_per_binding(C * 4, dev, "add_rms_norm");
-  for (std::int64_t r0 = 0; r0 < R; r0 += rows) {
-    const std::int64_t n = std::min(rows, R - r0);
-    const Window xw = window(x, r0 * C, n * C, dev), yw = window(y, r0 * C, n * C, dev);
-    const Window ow = window(out, r0 * C, n * C, dev);
-    const params::RmsNormParams p{xw.first, ww.first, ow.first, static_cast<std::uint32_t>(n),
-                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u,
-                                  yw.first};
-    ctx.recorder.dispatch(pipeline, {yw.binding, ww.binding}, {xw.binding, ow.binding}, p,
-                          {groups_for(n, 1, dev)});
   }
 }
 

@@ -25,13 +25,23 @@ constexpr std::int64_t kTileN = 128;   // WR of common/tile_matmul.glsl: rows of
 
 }  // namespace
 
-void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y) {
+bool VulkanBackend::quantized_matvec_takes_quads(std::int64_t T, const Tensor& w) const {
+  const Device& dev = context_->device;
+  const std::int64_t n_rows = quant_rows_per_binding(format::quant_layout(w.shape(), w.quant()), dev, "matmul");
+  return dev.features().subgroup_arithmetic && T <= kVecMaxT && std::min(w.dim(0), n_rows) / kQuadRows >= kQuadMinTeams;
+}
+
+void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y, bool accumulate,
+                                     const InputNorm* norm) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   const std::int64_t T = x.dim(0), K = x.dim(1), N = w.dim(0);
   const format::QuantLayout layout = format::quant_layout(w.shape(), w.quant());
   const bool sg = dev.features().subgroup_arithmetic;
-  const Pipeline& vec = ctx.pipelines.get(variant("matmul_vec_q", w.dtype(), sg));
+  // With `norm` (norm_fits_matvec): matmul_vec_q_norm, x's norm weight bound after w.
+  const Pipeline& vec = ctx.pipelines.get(norm != nullptr ? norm_variant("matmul_vec_q_norm", w.dtype(), norm->weight.dtype())
+                                                          : variant("matmul_vec_q", w.dtype(), sg));
+  const Window gw = norm != nullptr ? whole(norm->weight, dev) : Window{};  // bound only with norm
   const Pipeline& tiled = ctx.pipelines.get(variant("matmul_tiled_q", w.dtype()));
   // matmul_vec_q gives each subgroup a row, matmul_vec_q_quads kQuadRows (the shaders stride over
   // rows, so a guess is enough).
@@ -58,8 +68,15 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
                                     static_cast<std::uint32_t>(layout.row_bytes / 4),
                                     static_cast<std::uint32_t>(layout.groups_per_row),
                                     static_cast<std::uint32_t>(w.quant().group_size),
-                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u};
-      if (sg && tn <= kVecMaxT && nn / kQuadRows >= kQuadMinTeams) {
+                                    w.quant().scale_dtype == Dtype::bf16 ? 1u : 0u,
+                                    accumulate ? 1u : 0u,
+                                    gw.first,
+                                    norm != nullptr ? norm->options.eps : 0.0f,
+                                    norm != nullptr && norm->options.zero_centered ? 1u : 0u};
+      if (norm != nullptr) {
+        ctx.recorder.dispatch(vec, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding, gw.binding}, {yw.binding},
+                              p, {groups_for(nn, vec_rows, dev)});
+      } else if (sg && tn <= kVecMaxT && nn / kQuadRows >= kQuadMinTeams) {
         const Pipeline& quads = ctx.pipelines.get(variant("matmul_vec_q_quads", w.dtype(), true));
         ctx.recorder.dispatch(quads, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
                               {groups_for(nn, kQuadRows * vec_rows, dev)});

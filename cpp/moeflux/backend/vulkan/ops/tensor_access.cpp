@@ -76,4 +76,8 @@ std::string variant(std::string_view shader, Dtype weights, bool subgroup) {
   return util::concat(shader, "_", format::dtype_name(weights), "_f32", subgroup ? "_sg" : "");
 }
 
+std::string norm_variant(std::string_view shader, Dtype weights, Dtype norm_weight) {
+  return util::concat(shader, "_", format::dtype_name(weights), "_f32_", format::dtype_name(norm_weight), "_sg");
+}
+
 }  // namespace moeflux::backend::vk

@@ -47,5 +47,7 @@ std::uint32_t groups_for(std::int64_t items, std::int64_t per_group, const Devic
 
 // "<shader>_<weights>_f32[_sg]": the variant of a shader for a weight dtype.
 std::string variant(std::string_view shader, Dtype weights, bool subgroup = false);
+// "<shader>_<weights>_f32_<norm weight>_sg": a variant that also reads a norm weight (subgroups only).
+std::string norm_variant(std::string_view shader, Dtype weights, Dtype norm_weight);
 
 }  // namespace moeflux::backend::vk
