@@ -4,8 +4,8 @@
 // normalizing: the router of transformers' Qwen MoE blocks. Sums and arg-max in a fixed order, so
 // the result does not depend on timing.
 // With USE_SUBGROUP, where E <= LANE_VALUES * subgroup size and k <= subgroup size: one token per
-// subgroup, lane l holding the logits of experts l + i * subgroup size in registers, every step a
-// subgroup reduction (no shared memory, no barrier; the host sizes the grid to match). Otherwise
+// subgroup (common/route_topk.glsl: no shared memory, no barrier; the host sizes the grid to
+// match). Otherwise
 // one workgroup per token, through shared memory (subgroup reductions where present, else trees).
 // The sum of exps is added as the workgroup path adds it (subgroup sums of the experts
 // [i * subgroup size, (i + 1) * subgroup size), in ascending i), so where E <= WG both paths give
@@ -17,10 +17,12 @@
 #include "params/moe_route.h"
 #define MAX_E 4096
 #define MAX_K 64
-#define LANE_VALUES 16  // kRouteLaneValues of ops/moe_pairs.cpp
 
 layout(std430, binding = 0) readonly buffer Logits { float logits[]; };
 layout(std430, binding = 1) writeonly buffer Routing { uint routing[]; };
+#ifdef USE_SUBGROUP
+#include "common/route_topk.glsl"
+#endif
 
 shared float probs[MAX_E];
 shared float tree_v[WG];
@@ -75,65 +77,16 @@ void reduce_best(float v, uint i) {
   barrier();
 }
 
-// A float's bits as an int that orders as the float does (NaN aside): integer subgroup max is a
-// single instruction on some GPUs, where a float max is a tree of shuffles.
-int ordered_bits(float f) {
-  const int b = floatBitsToInt(f);
-  return b >= 0 ? b : b ^ 0x7FFFFFFF;
-}
-float from_ordered_bits(int b) { return intBitsToFloat(b >= 0 ? b : b ^ 0x7FFFFFFF); }
-
-// Token t in this subgroup. The loops have constant trip counts, so they unroll and the arrays
-// stay in registers; slots past E are padding, and slots i >= n (uniform) are skipped.
+// Token t in this subgroup (common/route_topk.glsl); lane j < k writes the j-th choice.
 void route_in_subgroup(uint t) {
-  const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize, E = p.E, k = p.k;
-  const uint n = (E + S - 1) / S, row = p.logits_offset + t * E;
-  float v[LANE_VALUES];
-  for (uint i = 0; i < LANE_VALUES; ++i) {  // every load before the first use: one round trip
-    v[i] = 0.0;
-    if (lane + i * S < E) v[i] = logits[row + lane + i * S];
-  }
-  float m = uintBitsToFloat(0xFF800000u);  // -inf
-  for (uint i = 0; i < LANE_VALUES; ++i) {
-    if (lane + i * S < E) m = max(m, v[i]);
-  }
-  const float top = from_ordered_bits(subgroupMax(ordered_bits(m)));
-  for (uint i = 0; i < LANE_VALUES; ++i) {
-    if (lane + i * S < E) v[i] = exp(v[i] - top);
-  }
-  // One subgroup sum per slot, added in ascending slot order: the workgroup path's order. The
-  // sums are independent, so they overlap.
-  float sum = 0.0;
-  for (uint i = 0; i < LANE_VALUES; ++i) {
-    if (i < n) sum += subgroupAdd(v[i]);  // padding lanes add 0
-  }
-  // key: the bits of p >= 0, which order as p does; -1: padding or already chosen.
-  int key[LANE_VALUES];
-  for (uint i = 0; i < LANE_VALUES; ++i) key[i] = lane + i * S < E ? floatBitsToInt(v[i] / sum) : -1;
-  uint my_e = 0;  // lane j keeps the j-th choice
-  float my_p = 0.0, total = 0.0;
-  for (uint j = 0; j < k; ++j) {
-    int best = -1;
-    for (uint i = 0; i < LANE_VALUES; ++i) {
-      if (i < n) best = max(best, key[i]);
-    }
-    const int top_key = subgroupMax(best);
-    uint at = 0xFFFFFFFFu;  // this lane's lowest expert holding the top
-    for (uint i = 0; i < LANE_VALUES; ++i) {
-      if (i < n && key[i] == top_key) at = min(at, lane + i * S);
-    }
-    const uint e = subgroupMin(at);  // ties: the lower expert
-    for (uint i = 0; i < LANE_VALUES; ++i) {
-      if (lane + i * S == e) key[i] = -1;
-    }
-    const float pe = intBitsToFloat(top_key);
-    total += pe;  // in the order chosen, as the workgroup path and the CPU add
-    if (lane == j) my_e = e, my_p = pe;
-  }
-  if (lane < k) {
-    const uint first = p.routing_offset + t * 2 * k;
-    routing[first + lane] = my_e;
-    routing[first + k + lane] = floatBitsToUint(p.normalize != 0 ? my_p / total : my_p);
+  uint e;
+  float w;
+  route_token(p.logits_offset + t * p.E, p.E, p.k, p.normalize != 0u, e, w);
+  const uint lane = gl_SubgroupInvocationID;
+  if (lane < p.k) {
+    const uint first = p.routing_offset + t * 2 * p.k;
+    routing[first + lane] = e;
+    routing[first + p.k + lane] = floatBitsToUint(w);
   }
 }
 #else

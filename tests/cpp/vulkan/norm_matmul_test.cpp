@@ -129,33 +129,37 @@ INSTANTIATE_TEST_SUITE_P(Cases, VulkanNormMatmul,
                                                        Dtype::q3, Dtype::q2})),
                          op_case_name);
 
-// A decode step's norm_matmul records one matvec per product, each normalising x itself, and
-// rms_norm only for the `normed` the caller asks for; a prefill's rms_norm, then the tiles.
+// A decode step's norm_matmul of few rows records one matvec per product, each normalising x
+// itself, and rms_norm only for the `normed` the caller asks for; of many rows (past 1,024 in
+// all), and a prefill's, rms_norm and then the plain products.
 TEST(VulkanNormMatmulKernels, DecodeFoldsTheNormIntoTheMatvecs) {
   auto gpu = make_vulkan({.name = "profiled", .profile = true});
   const std::int64_t K = 256;
-  const AnyWeight q(Dtype::q8, 96, K, 1), k(Dtype::q8, 32, K, 2), router(Dtype::bf16, 16, K, 3);
-  const StoredWeight g(Dtype::bf16, {K}, random_values(static_cast<std::size_t>(K), 4));
+  const std::int64_t big = 1024 - 96 - 32 + 1;  // the rows of q, k and router plus this: 1,025
+  const AnyWeight q(Dtype::q8, 96, K, 1), k(Dtype::q8, 32, K, 2), router(Dtype::bf16, 16, K, 3), o(Dtype::q8, big, K, 4);
+  const StoredWeight g(Dtype::bf16, {K}, random_values(static_cast<std::size_t>(K), 5));
   const Tensor ws[] = {gpu->resident(q.view()), gpu->resident(k.view()), gpu->resident(router.view())};
+  const Tensor many[] = {ws[0], ws[1], gpu->resident(o.view())};
   const Tensor gw = gpu->resident(g.view());
   struct Expected {
     std::int64_t T;
-    bool normed;
+    bool normed, many_rows;
     std::map<std::string, double> commands;
   };
   const Expected cases[] = {
-      {1, false, {{"matmul_vec_q_norm", 2}, {"matmul_vec_norm", 1}, {"rms_norm", 0}}},
-      {8, true, {{"matmul_vec_q_norm", 2}, {"matmul_vec_norm", 1}, {"rms_norm", 1}}},
-      {9, false, {{"matmul_vec_q_norm", 0}, {"rms_norm", 1}, {"matmul_tiled_q", 2}, {"matmul_tiled", 1}}},
+      {1, false, false, {{"matmul_vec_q_norm", 2}, {"matmul_vec_norm", 1}, {"rms_norm", 0}}},
+      {8, true, false, {{"matmul_vec_q_norm", 2}, {"matmul_vec_norm", 1}, {"rms_norm", 1}}},
+      {1, false, true, {{"matmul_vec_q_norm", 0}, {"rms_norm", 1}, {"matmul_vec_q", 3}}},
+      {9, false, false, {{"matmul_vec_q_norm", 0}, {"rms_norm", 1}, {"matmul_tiled_q", 2}, {"matmul_tiled", 1}}},
   };
   for (const Expected& c : cases) {
-    SCOPED_TRACE(util::concat("T=", c.T));
+    SCOPED_TRACE(util::concat("T=", c.T, c.many_rows ? ", many rows" : ""));
     Tensor x = gpu->empty({c.T, K}), normed = gpu->empty({c.T, K});
-    gpu->upload(random_values(static_cast<std::size_t>(c.T * K), 5), x);
-    Tensor ys[] = {gpu->empty({c.T, 96}), gpu->empty({c.T, 32}), gpu->empty({c.T, 16})};
+    gpu->upload(random_values(static_cast<std::size_t>(c.T * K), 6), x);
+    Tensor ys[] = {gpu->empty({c.T, 96}), gpu->empty({c.T, 32}), gpu->empty({c.T, c.many_rows ? big : 16})};
     gpu->finish();
     const auto before = gpu->stats();
-    gpu->norm_matmul(x, gw, {}, ws, ys, c.normed ? &normed : nullptr);
+    gpu->norm_matmul(x, gw, {}, c.many_rows ? many : ws, ys, c.normed ? &normed : nullptr);
     gpu->finish();
     const auto after = gpu->stats();
     for (const auto& [kernel, n] : c.commands) {

@@ -38,11 +38,11 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   Tensor h = backend.empty({T, H});
   Tensor logits = routing.router_logits.defined() ? routing.router_logits : backend.empty({T, E});
   backend.norm_matmul(x, norm.weight, norm.options, std::span(&weights.router, 1), std::span(&logits, 1), &h);
-  backend.route_softmax_topk(logits, config.routing, routing.routing);
 
   if (backend.can_route_on_device(config.layer, T)) {
-    backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true);
+    backend.moe_experts_from_logits(h, logits, config.routing, routing.routing, config.layer, x, /*accumulate=*/true);
   } else {
+    backend.route_softmax_topk(logits, config.routing, routing.routing);
     std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
     backend.download(routing.routing, values);  // the layer's one sync point
     std::vector<std::int32_t> experts(static_cast<std::size_t>(T * k));
