@@ -17,48 +17,58 @@ int ordered_bits(float f) {
 float from_ordered_bits(int b) { return intBitsToFloat(b >= 0 ? b : b ^ 0x7FFFFFFF); }
 
 // One token's routing by one subgroup, from its E logits at logits[row..]: lane j < k returns the
-// j-th choice and its weight (divided by the k weights' sum when normalizing). The loops have
-// constant trip counts, so they unroll and the arrays stay in registers; slots past E are padding,
-// and slots i >= n (uniform) are skipped.
+// j-th choice and its weight (divided by the k weights' sum when normalizing). The loops unroll
+// (constant trip counts), so the arrays stay in registers, and leave at slot n (uniform): only the
+// slots that hold experts cost instructions (4 of 16 for 128 experts on 32 lanes). Slots past E
+// within them are padding.
 void route_token(uint row, uint E, uint k, bool normalize, out uint my_e, out float my_w) {
   const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
   const uint n = (E + S - 1) / S;
   float v[LANE_VALUES];
-  for (uint i = 0; i < LANE_VALUES; ++i) {  // every load before the first use: one round trip
-    v[i] = 0.0;
-    if (lane + i * S < E) v[i] = logits[row + lane + i * S];
+  [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {  // every load before the first use: one round trip
+    if (i >= n) break;
+    v[i] = lane + i * S < E ? logits[row + lane + i * S] : 0.0;
   }
   float m = uintBitsToFloat(0xFF800000u);  // -inf
-  for (uint i = 0; i < LANE_VALUES; ++i) {
+  [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (i >= n) break;
     if (lane + i * S < E) m = max(m, v[i]);
   }
   const float top = from_ordered_bits(subgroupMax(ordered_bits(m)));
-  for (uint i = 0; i < LANE_VALUES; ++i) {
+  [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (i >= n) break;
     if (lane + i * S < E) v[i] = exp(v[i] - top);
   }
   // One subgroup sum per slot, added in ascending slot order: the workgroup path's order. The
   // sums are independent, so they overlap.
   float sum = 0.0;
-  for (uint i = 0; i < LANE_VALUES; ++i) {
-    if (i < n) sum += subgroupAdd(v[i]);  // padding lanes add 0
+  [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (i >= n) break;
+    sum += subgroupAdd(v[i]);  // padding lanes add 0
   }
   // key: the bits of p >= 0, which order as p does; -1: padding or already chosen.
   int key[LANE_VALUES];
-  for (uint i = 0; i < LANE_VALUES; ++i) key[i] = lane + i * S < E ? floatBitsToInt(v[i] / sum) : -1;
+  [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+    if (i >= n) break;
+    key[i] = lane + i * S < E ? floatBitsToInt(v[i] / sum) : -1;
+  }
   my_e = 0;  // lane j keeps the j-th choice
   float my_p = 0.0, total = 0.0;
   for (uint j = 0; j < k; ++j) {
     int best = -1;
-    for (uint i = 0; i < LANE_VALUES; ++i) {
-      if (i < n) best = max(best, key[i]);
+    [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (i >= n) break;
+      best = max(best, key[i]);
     }
     const int top_key = subgroupMax(best);
     uint at = 0xFFFFFFFFu;  // this lane's lowest expert holding the top
-    for (uint i = 0; i < LANE_VALUES; ++i) {
-      if (i < n && key[i] == top_key) at = min(at, lane + i * S);
+    [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (i >= n) break;
+      if (key[i] == top_key) at = min(at, lane + i * S);
     }
     const uint e = subgroupMin(at);  // ties: the lower expert
-    for (uint i = 0; i < LANE_VALUES; ++i) {
+    [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
+      if (i >= n) break;
       if (lane + i * S == e) key[i] = -1;
     }
     const float pe = intBitsToFloat(top_key);
