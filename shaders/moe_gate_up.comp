@@ -28,7 +28,6 @@ layout(std430, binding = 3) writeonly buffer Act { float act[]; };
 #endif
 layout(std430, binding = 1) readonly buffer Logits { float logits[]; };
 layout(std430, binding = 4) writeonly buffer Routing { uint routing[]; };
-#define ROUTE_IN_SHARED
 #include "common/route_topk.glsl"
 shared uint routed_expert;
 

@@ -8,21 +8,6 @@
 
 #define LANE_VALUES 16  // kRouteLaneValues of ops/moe_pairs.cpp
 
-// A lane's slots i < LANE_VALUES (experts lane + i * subgroup size): registers, or with
-// ROUTE_IN_SHARED shared memory (moe_gate_up_route: 16 slots in registers would take its
-// registers from 48 to 80 and the workgroups resident per SM from 5 to 3). Each lane reads only
-// its own slots, so the shared form needs no barrier; both give the same bits.
-#ifdef ROUTE_IN_SHARED
-#define ROUTE_MAX_SLOTS (LANE_VALUES * 64)  // subgroups of up to 64 lanes (the host checks)
-shared float route_v[ROUTE_MAX_SLOTS];
-shared int route_key[ROUTE_MAX_SLOTS];
-#define ROUTE_V(i) route_v[lane + (i) * S]
-#define ROUTE_KEY(i) route_key[lane + (i) * S]
-#else
-#define ROUTE_V(i) v[i]
-#define ROUTE_KEY(i) key[i]
-#endif
-
 // A float's bits as an int that orders as the float does (NaN aside): integer subgroup max is a
 // single instruction on some GPUs, where a float max is a tree of shuffles.
 int ordered_bits(float f) {
@@ -33,41 +18,39 @@ float from_ordered_bits(int b) { return intBitsToFloat(b >= 0 ? b : b ^ 0x7FFFFF
 
 // One token's routing by one subgroup, from its E logits at logits[row..]: lane j < k returns the
 // j-th choice and its weight (divided by the k weights' sum when normalizing). The loops unroll
-// (constant trip counts), so register slots stay in registers, and leave at slot n (uniform): only the
+// (constant trip counts), so the arrays stay in registers, and leave at slot n (uniform): only the
 // slots that hold experts cost instructions (4 of 16 for 128 experts on 32 lanes). Slots past E
 // within them are padding.
 void route_token(uint row, uint E, uint k, bool normalize, out uint my_e, out float my_w) {
   const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
   const uint n = (E + S - 1) / S;
-#ifndef ROUTE_IN_SHARED
   float v[LANE_VALUES];
-  int key[LANE_VALUES];
-#endif
   [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {  // every load before the first use: one round trip
     if (i >= n) break;
-    ROUTE_V(i) = lane + i * S < E ? logits[row + lane + i * S] : 0.0;
+    v[i] = lane + i * S < E ? logits[row + lane + i * S] : 0.0;
   }
   float m = uintBitsToFloat(0xFF800000u);  // -inf
   [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
     if (i >= n) break;
-    if (lane + i * S < E) m = max(m, ROUTE_V(i));
+    if (lane + i * S < E) m = max(m, v[i]);
   }
   const float top = from_ordered_bits(subgroupMax(ordered_bits(m)));
   [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
     if (i >= n) break;
-    if (lane + i * S < E) ROUTE_V(i) = exp(ROUTE_V(i) - top);
+    if (lane + i * S < E) v[i] = exp(v[i] - top);
   }
   // One subgroup sum per slot, added in ascending slot order: the workgroup path's order. The
   // sums are independent, so they overlap.
   float sum = 0.0;
   [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
     if (i >= n) break;
-    sum += subgroupAdd(ROUTE_V(i));  // padding lanes add 0
+    sum += subgroupAdd(v[i]);  // padding lanes add 0
   }
   // key: the bits of p >= 0, which order as p does; -1: padding or already chosen.
+  int key[LANE_VALUES];
   [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
     if (i >= n) break;
-    ROUTE_KEY(i) = lane + i * S < E ? floatBitsToInt(ROUTE_V(i) / sum) : -1;
+    key[i] = lane + i * S < E ? floatBitsToInt(v[i] / sum) : -1;
   }
   my_e = 0;  // lane j keeps the j-th choice
   float my_p = 0.0, total = 0.0;
@@ -75,18 +58,18 @@ void route_token(uint row, uint E, uint k, bool normalize, out uint my_e, out fl
     int best = -1;
     [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
       if (i >= n) break;
-      best = max(best, ROUTE_KEY(i));
+      best = max(best, key[i]);
     }
     const int top_key = subgroupMax(best);
     uint at = 0xFFFFFFFFu;  // this lane's lowest expert holding the top
     [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
       if (i >= n) break;
-      if (ROUTE_KEY(i) == top_key) at = min(at, lane + i * S);
+      if (key[i] == top_key) at = min(at, lane + i * S);
     }
     const uint e = subgroupMin(at);  // ties: the lower expert
     [[unroll]] for (uint i = 0; i < LANE_VALUES; ++i) {
       if (i >= n) break;
-      if (lane + i * S == e) ROUTE_KEY(i) = -1;
+      if (lane + i * S == e) key[i] = -1;
     }
     const float pe = intBitsToFloat(top_key);
     total += pe;  // in the order chosen, as the workgroup path and the CPU add

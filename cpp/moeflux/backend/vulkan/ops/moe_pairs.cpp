@@ -24,8 +24,7 @@ namespace {
 constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert matrix path (moe.cpp)
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
-constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of common/route_topk.glsl
-constexpr std::int64_t kRouteMaxSubgroup = 64;   // its ROUTE_MAX_SLOTS / LANE_VALUES
+constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of moe_route.comp
 
 }  // namespace
 
@@ -225,11 +224,9 @@ void VulkanBackend::moe_experts_from_logits(const Tensor& x, const Tensor& logit
                                             Tensor& routing, int layer, Tensor& out, bool accumulate) {
   const Device& dev = context_->device;
   const std::int64_t T = x.dim(0), subgroup = dev.features().subgroup_size;
-  // moe_gate_up routes itself where moe_route's subgroup path would run (the same bits), its
-  // slots in shared memory sized for subgroups of up to kRouteMaxSubgroup lanes.
-  const bool fused = T <= kPairMaxTokens && dev.features().subgroup_arithmetic && subgroup <= kRouteMaxSubgroup &&
-                     logits.rank() == 2 && logits.dim(0) == T && logits.dim(1) <= kRouteLaneValues * subgroup &&
-                     options.k <= subgroup;
+  // moe_gate_up routes itself where moe_route's subgroup path would run (the same bits).
+  const bool fused = T <= kPairMaxTokens && dev.features().subgroup_arithmetic && logits.rank() == 2 &&
+                     logits.dim(0) == T && logits.dim(1) <= kRouteLaneValues * subgroup && options.k <= subgroup;
   if (!fused) return Backend::moe_experts_from_logits(x, logits, options, routing, layer, out, accumulate);
   f32_storage_of(logits, *context_, "moe_experts_from_logits", "logits");
   MF_CHECK(routing.rank() == 2 && routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 &&
