@@ -71,7 +71,7 @@ void main() {
       acc[t] = 0.0;
       sum_sq[t] = 0.0;
     }
-    // Four blocks in flight per lane (each load coalesced across the team), the last fewer too.
+    // Four blocks in flight per lane (each load coalesced across the team), then one at a time.
     uint b = lane;
     for (; b + 3 * TEAM_SIZE < blocks; b += 4 * TEAM_SIZE) {
       QBlock w[4];
@@ -87,19 +87,13 @@ void main() {
         acc[t] += s;
       }
     }
-    if (b < blocks) {  // the last blocks (fewer than four per lane): their loads issued together too
-      QBlock w[4];
-      [[unroll]] for (uint j = 0; j < 4; ++j) {
-        if (b + j * TEAM_SIZE < blocks) w[j] = load_qblock(r, row, b + j * TEAM_SIZE);
-      }
-      [[unroll]] for (uint j = 0; j < 4; ++j) {
-        if (b + j * TEAM_SIZE >= blocks) break;
-        [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
-          if (t >= p.T) break;
-          vec4 lo, hi;
-          load_x(t, b + j * TEAM_SIZE, x_aligned, lo, hi, sum_sq[t]);
-          acc[t] += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
-        }
+    for (; b < blocks; b += TEAM_SIZE) {
+      const QBlock w = load_qblock(r, row, b);
+      [[unroll]] for (uint t = 0; t < MAX_T; ++t) {
+        if (t >= p.T) break;
+        vec4 lo, hi;
+        load_x(t, b, x_aligned, lo, hi, sum_sq[t]);
+        acc[t] += qblock_dot(w, lo, hi, block_sum(lo, hi));
       }
     }
 #ifdef USE_SUBGROUP

@@ -45,10 +45,8 @@ void use_block(uvec2 address) {
 #include "common/block_dot.glsl"
 
 // Lane `lane` of a team of `team` lanes: its share of w[row] . vin[base, base + K). Quantized, the
-// lanes stride over K's blocks of 8 (common/block_dot.glsl), four in flight, the last fewer than
-// four too (a 768-column down projection is three blocks a lane on 32 lanes: one memory round trip,
-// not three), K then being a multiple of 32; float, four values at a time, then the tail one at a
-// time.
+// lanes stride over K's blocks of 8 (common/block_dot.glsl), four in flight, K then being a multiple of 32; float, four
+// values at a time, then the tail one at a time.
 float lane_dot_at(uint row, uint base, uint lane, uint team) {
   const uint K = p.K;
   float acc = 0.0;
@@ -65,17 +63,11 @@ float lane_dot_at(uint row, uint base, uint lane, uint team) {
       acc += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
     }
   }
-  if (b < K / 8) {  // the last blocks (fewer than four per lane): their loads issued together too
-    QBlock w[4];
-    [[unroll]] for (uint j = 0; j < 4; ++j) {
-      if (b + j * team < K / 8) w[j] = load_qblock(r, row, b + j * team);
-    }
-    [[unroll]] for (uint j = 0; j < 4; ++j) {
-      if (b + j * team >= K / 8) break;
-      vec4 lo, hi;
-      block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
-      acc += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
-    }
+  for (; b < K / 8; b += team) {
+    const QBlock w = load_qblock(r, row, b);
+    vec4 lo, hi;
+    block_x(base + b * 8, x_aligned, lo, hi);
+    acc += qblock_dot(w, lo, hi, block_sum(lo, hi));
   }
 #else
   // Four independent loads per step, then the tail one at a time.
@@ -114,23 +106,15 @@ vec2 lane_dot_pair(uvec2 gate, uvec2 up, uint row, uint base) {
       acc += vec2(qblock_dot(g[j], lo, hi, xs), qblock_dot(u[j], lo, hi, xs));
     }
   }
-  if (b < K / 8) {  // the last blocks (fewer than four per lane): their loads issued together too
-    QBlock g[4], u[4];
+  for (; b < K / 8; b += team) {
     use_block(gate);
-    [[unroll]] for (uint j = 0; j < 4; ++j) {
-      if (b + j * team < K / 8) g[j] = load_qblock(r, row, b + j * team);
-    }
+    const QBlock g = load_qblock(r, row, b);
     use_block(up);
-    [[unroll]] for (uint j = 0; j < 4; ++j) {
-      if (b + j * team < K / 8) u[j] = load_qblock(r, row, b + j * team);
-    }
-    [[unroll]] for (uint j = 0; j < 4; ++j) {
-      if (b + j * team >= K / 8) break;
-      vec4 lo, hi;
-      block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
-      const float xs = block_sum(lo, hi);
-      acc += vec2(qblock_dot(g[j], lo, hi, xs), qblock_dot(u[j], lo, hi, xs));
-    }
+    const QBlock u = load_qblock(r, row, b);
+    vec4 lo, hi;
+    block_x(base + b * 8, x_aligned, lo, hi);
+    const float xs = block_sum(lo, hi);
+    acc += vec2(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs));
   }
   return acc;
 }
