@@ -56,6 +56,8 @@ foreach(g f32 f16 bf16)
     endif()
     moeflux_shader(matmul_vec ${w}_f32_${g}_sg SHADER matmul_vec_norm DEFINES ${wdef} ${gdef} IN_NORM USE_SUBGROUP
                    FEATURES ${wfeat} subgroup)
+    moeflux_shader(matmul_vec ${w}_f32_${g}_sg SHADER matmul_vec_norm_route DEFINES ${wdef} ${gdef} IN_NORM ROUTE
+                   USE_SUBGROUP FEATURES ${wfeat} subgroup)
   endforeach()
   foreach(bits 8 4 3 2)
     moeflux_shader(matmul_vec_q q${bits}_f32_${g}_sg SHADER matmul_vec_q_norm DEFINES Q_BITS=${bits} ${gdef} IN_NORM

@@ -2,12 +2,15 @@
 // matmul_vec: y = x w^T for few rows of x (T <= MAX_T, decode). With USE_SUBGROUP a workgroup takes
 // a row of w, vec4s of it at a time; else each workgroup takes ROWS rows, its invocations stride
 // over K, and one workgroup reduction gives ROWS * T outputs.
-// With IN_NORM (matmul_vec_norm) x is normalised in the product (common/input_norm.glsl).
+// With IN_NORM (matmul_vec_norm) x is normalised in the product (common/input_norm.glsl). With
+// ROUTE as well (matmul_vec_norm_route: router logits) the workgroup that finishes last, as a
+// counter tells, routes every token (common/route_topk.glsl: moe_route's subgroup path, the same
+// bits) and sets the counter back to 0: no step of its own for the routing.
 // Bindings: 0 x f32 [T, K], 1 w WEIGHT_T [N, K] (with USE_SUBGROUP both also as vec4s, read so
 // when K and both offsets are multiples of 4), [2 g NORM_T [K] with IN_NORM], then y f32 [T, ldy]
-// (y += with accumulate).
+// (y += with accumulate), [with ROUTE: 4 routing uint [T, 2k], 5 counter uint].
 // Defines: W_F32 | W_F16 | W_BF16; USE_SUBGROUP; IN_NORM with G_F32 | G_F16 | G_BF16 (needs
-// USE_SUBGROUP).
+// USE_SUBGROUP); ROUTE (needs IN_NORM).
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #define MAX_T 8
@@ -26,7 +29,17 @@ layout(std430, binding = 1) readonly buffer W { WEIGHT_T w[]; };
 #endif
 #define NORM_BINDING 2
 #include "common/input_norm.glsl"
+#ifdef ROUTE
+// The workgroup that finishes last reads every workgroup's logits: coherent, past L1.
+layout(std430, binding = 3) coherent buffer Y { float y[]; };
+layout(std430, binding = 4) writeonly buffer Routing { uint routing[]; };
+layout(std430, binding = 5) coherent buffer Counter { uint counter[]; };
+#define logits y
+#include "common/route_topk.glsl"
+shared bool finished_last;
+#else
 layout(std430, binding = 3) buffer Y { float y[]; };
+#endif
 #else
 layout(std430, binding = 2) buffer Y { float y[]; };
 #endif
@@ -116,6 +129,29 @@ void main() {
     }
     barrier();  // partial is written again for the next row
   }
+#ifdef ROUTE
+  // Every invocation's logits before the count (release); the last workgroup reads them all.
+  memoryBarrierBuffer();
+  barrier();
+  if (tid == 0) finished_last = atomicAdd(counter[p.counter_offset], 1u) == gl_NumWorkGroups.x - 1u;
+  barrier();
+  if (finished_last) {
+    memoryBarrierBuffer();  // (acquire)
+    if (gl_SubgroupID == 0) {
+      for (uint t = 0; t < p.T; ++t) {
+        uint e;
+        float w;
+        route_token(p.y_offset + t * p.ldy, p.N, p.k, p.normalize != 0u, e, w);
+        if (lane < p.k) {
+          const uint first = p.routing_offset + t * 2 * p.k;
+          routing[first + lane] = e;
+          routing[first + p.k + lane] = floatBitsToUint(w);
+        }
+      }
+    }
+    if (tid == 0) counter[p.counter_offset] = 0u;
+  }
+#endif
 }
 #else
 void main() {

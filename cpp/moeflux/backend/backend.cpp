@@ -65,6 +65,12 @@ void Backend::norm_matmul(const Tensor& x, const Tensor& norm_weight, const Norm
   for (std::size_t i = 0; i < ws.size(); ++i) matmul(scratch, ws[i], ys[i]);
 }
 
+void Backend::router(const Tensor& x, const Tensor& norm_weight, const NormOptions& norm, const Tensor& router,
+                     const RouteOptions& options, Tensor& logits, Tensor& routing, Tensor& normed) {
+  norm_matmul(x, norm_weight, norm, std::span(&router, 1), std::span(&logits, 1), &normed);
+  route_softmax_topk(logits, options, routing);
+}
+
 void Backend::moe_experts_from_logits(const Tensor& x, const Tensor& logits, const RouteOptions& options,
                                       Tensor& routing, int layer, Tensor& out, bool accumulate) {
   route_softmax_topk(logits, options, routing);

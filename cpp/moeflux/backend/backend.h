@@ -157,6 +157,13 @@ class Backend {
   virtual void moe_experts(const Tensor& x, const MoeRouting& routing,
                            std::span<const ExpertWeights> experts, Tensor& out, bool accumulate = false) = 0;
 
+  // A MoE block's router in one op: normed = rms_norm(x), logits = normed router^T, and routing
+  // their softmax top k (as route_softmax_topk). Fused where the backend can (Vulkan routes in
+  // the router product's last workgroup, which saves a step); this default runs norm_matmul then
+  // route_softmax_topk. x, normed [T, H]; router [E, H]; logits [T, E]; routing [T, 2k].
+  virtual void router(const Tensor& x, const Tensor& norm_weight, const NormOptions& norm, const Tensor& router,
+                      const RouteOptions& options, Tensor& logits, Tensor& routing, Tensor& normed);
+
   // --- routing left on the device. A routing tensor is float32 [T, 2k]: per token its k experts
   // (the int32 bit patterns) in descending probability, ties to the lower expert, then their
   // weights; read it with routing_from_tensor (backend/routing.h).

@@ -120,6 +120,62 @@ TEST_P(VulkanRouting, TheSubgroupPathAddsAsTheWorkgroupPath) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRouting, ::testing::ValuesIn(op_cases()), op_case_name);
 
+// router: the normed x, the logits and the routing in one op. For few tokens with subgroups the
+// router product's last workgroup routes (no moe_route dispatch), giving the bits of norm_matmul
+// then route_softmax_topk; repeated calls (its counter back at 0 each time), more rows than
+// workgroups (a device of 3 groups), and the CPU's routing.
+class VulkanRouter : public VulkanParamTest<OpCase> {};
+
+TEST_P(VulkanRouter, GivesTheBitsOfItsParts) {
+  const std::int64_t H = 96;
+  unsigned seed = 2800;
+  for (const bool few_groups : {false, true}) {
+    auto small = few_groups ? make_vulkan({.name = "3groups", .max_groups = 3}) : nullptr;
+    backend::vk::VulkanBackend& gpu = few_groups ? *small : *gpu_;
+    for (const std::int64_t E : {std::int64_t{6}, std::int64_t{100}}) {
+      for (const std::int64_t T : {std::int64_t{1}, std::int64_t{3}, std::int64_t{8}, std::int64_t{9}}) {
+        const int k = E > 6 ? 8 : 2;
+        SCOPED_TRACE(util::concat(few_groups ? "3 groups, " : "", "E=", E, " T=", T, " k=", k));
+        const StoredWeight w(GetParam().dtype, {E, H}, random_values(static_cast<std::size_t>(E * H), ++seed));
+        const StoredWeight g(Dtype::bf16, {H}, random_values(static_cast<std::size_t>(H), ++seed, 0.5f, 1.5f));
+        const std::vector<float> x = random_values(static_cast<std::size_t>(T * H), ++seed, -3.0f, 3.0f);
+        const RouteOptions o{k, true};
+        const backend::NormOptions norm{.eps = 1e-6f, .zero_centered = false};
+        const Tensor wg = gpu.resident(w.view()), gg = gpu.resident(g.view());
+        Guarded xg(gpu, {T, H}, x), logits(gpu, {T, E}), routing(gpu, {T, 2 * k}), normed(gpu, {T, H});
+        const double before = gpu.stats().at("vk_dispatches");
+        gpu.router(xg.tensor(), gg, norm, wg, o, logits.tensor(), routing.tensor(), normed.tensor());
+        const double dispatches = gpu.stats().at("vk_dispatches") - before;
+        for (const Guarded* out : {&logits, &routing, &normed}) out->expect_guards_intact("router");
+
+        Guarded want_logits(gpu, {T, E}), want_routing(gpu, {T, 2 * k}), want_normed(gpu, {T, H});
+        const Tensor ws[] = {wg};
+        Tensor ys[] = {want_logits.tensor()};
+        gpu.norm_matmul(xg.tensor(), gg, norm, ws, ys, &want_normed.tensor());
+        gpu.route_softmax_topk(want_logits.tensor(), o, want_routing.tensor());
+        expect_same_bits(logits.values(), want_logits.values(), "logits");
+        expect_same_bits(routing.values(), want_routing.values(), "routing");
+        expect_same_bits(normed.values(), want_normed.values(), "normed");
+        const bool fused = T <= 8 && (few_groups || GetParam().config.subgroups);  // the 3-group device has subgroups
+        EXPECT_EQ(dispatches, fused ? 2.0 : 3.0);
+
+        Guarded xc(*cpu_, {T, H}, x), lc(*cpu_, {T, E}), rc(*cpu_, {T, 2 * k}), nc(*cpu_, {T, H});
+        cpu_->router(xc.tensor(), cpu_->resident(g.view()), norm, cpu_->resident(w.view()), o, lc.tensor(), rc.tensor(),
+                     nc.tensor());
+        std::vector<std::int32_t> got_ids(static_cast<std::size_t>(T * k)), want_ids(got_ids.size());
+        std::vector<float> got_w(got_ids.size()), want_w(got_ids.size());
+        backend::routing_from_tensor(routing.values(), k, got_ids, got_w);
+        backend::routing_from_tensor(rc.values(), k, want_ids, want_w);
+        EXPECT_EQ(got_ids, want_ids);
+        expect_near_cpu(got_w, want_w, 1e-4, "weights against the CPU");
+      }
+    }
+    if (small) expect_no_validation_messages(*small);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, VulkanRouter, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16})), op_case_name);
+
 TEST_F(VulkanTest, RoutingBeyondTheShaderLimitsRunsOnTheHost) {
   const std::int64_t T = 2, E = 5000;
   const std::vector<float> logits = random_values(static_cast<std::size_t>(T * E), 2200);

@@ -34,15 +34,14 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   const std::int64_t T = x.dim(0), H = x.dim(1);
   const int E = config.n_experts, k = config.routing.k;
 
-  // The router's product and the experts' input h = rms_norm(x) in one op.
+  // The experts' input h = rms_norm(x), the router's logits and the routing in one op.
   Tensor h = backend.empty({T, H});
   Tensor logits = routing.router_logits.defined() ? routing.router_logits : backend.empty({T, E});
-  backend.norm_matmul(x, norm.weight, norm.options, std::span(&weights.router, 1), std::span(&logits, 1), &h);
+  backend.router(x, norm.weight, norm.options, weights.router, config.routing, logits, routing.routing, h);
 
   if (backend.can_route_on_device(config.layer, T)) {
-    backend.moe_experts_from_logits(h, logits, config.routing, routing.routing, config.layer, x, /*accumulate=*/true);
+    backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true);
   } else {
-    backend.route_softmax_topk(logits, config.routing, routing.routing);
     std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
     backend.download(routing.routing, values);  // the layer's one sync point
     std::vector<std::int32_t> experts(static_cast<std::size_t>(T * k));

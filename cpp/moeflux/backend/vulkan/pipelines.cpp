@@ -46,6 +46,7 @@ constexpr ShaderSpec kShaders[] = {
     {"rms_norm", 3, sizeof(RmsNormParams), 256},
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
     {"matmul_vec_norm", 4, sizeof(MatmulParams), 128},
+    {"matmul_vec_norm_route", 6, sizeof(MatmulParams), 128},
     {"matmul_tiled", 3, sizeof(MatmulParams), 256},  // its tiles assume 256 invocations
     {"rope", 2, sizeof(RopeParams), 256},
     {"attention_inputs", 8, sizeof(AttentionInputsParams), 64},

@@ -20,11 +20,6 @@ namespace {
 constexpr std::int64_t kVecMaxT = 8;    // MAX_T of matmul_vec.comp and matmul_vec_q.comp
 constexpr std::int64_t kVecRows = 2;    // ROWS of matmul_vec.comp
 constexpr std::int64_t kTile = 64;      // TILE of matmul_tiled.comp
-// norm_matmul folds the norm into the matvecs up to this many rows in all: each row's team then
-// also squares x and multiplies it by the norm weight, which costs more than the rms_norm step it
-// saves once the rows are many (on an H200, Qwen3-30B-A3B's q, k and v with the norm folded
-// took 32.6 instead of 21.5 us a layer; its 128-row router 6.3 instead of 5.1).
-constexpr std::int64_t kNormFoldRows = 1024;
 
 void check_product(const Tensor& x, const Tensor& w, const Tensor& y, const Context& ctx, std::string_view op) {
   cpu::check_rank(x, 2, op, "x");
@@ -60,9 +55,9 @@ bool VulkanBackend::norm_fits_matvec(std::int64_t T, const Tensor& w, const Tens
       norm_variant(w.quantized() ? "matmul_vec_q_norm" : "matmul_vec_norm", w.dtype(), norm_weight.dtype()));
 }
 
-void VulkanBackend::norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options,
-                                std::span<const Tensor> ws, std::span<Tensor> ys, Tensor* normed) {
-  Context& ctx = *context_;
+void VulkanBackend::check_norm_matmul(const Tensor& x, const Tensor& norm_weight, std::span<const Tensor> ws,
+                                      std::span<const Tensor> ys) const {
+  const Context& ctx = *context_;
   MF_CHECK(ws.size() == ys.size(), ShapeError, "[norm_matmul] ", ws.size(), " weights but ", ys.size(), " outputs");
   cpu::check_rank(norm_weight, 1, "norm_matmul", "norm_weight");
   storage_of(norm_weight, ctx, "norm_matmul", "norm_weight");
@@ -74,6 +69,11 @@ void VulkanBackend::norm_matmul(const Tensor& x, const Tensor& norm_weight, cons
   }
   MF_CHECK(x.dim(1) == norm_weight.dim(0) && x.dim(1) > 0, ShapeError, "[norm_matmul] x ",
            format::shape_string(x.shape()), " must end in the norm weight's length ", norm_weight.dim(0));
+}
+
+void VulkanBackend::norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options,
+                                std::span<const Tensor> ws, std::span<Tensor> ys, Tensor* normed) {
+  check_norm_matmul(x, norm_weight, ws, ys);
   const std::int64_t T = x.dim(0);
   std::int64_t rows = 0;
   for (const Tensor& w : ws) rows += w.dim(0);
@@ -114,17 +114,18 @@ void VulkanBackend::record_matmul(const Tensor& x, const Tensor& w, Tensor& y, b
       const std::int64_t nn = std::min(n_rows, N - n0);
       const Window ww = window(w, n0 * K, nn * K, dev);
       const Window yw = window(y, t0 * N + n0, (tn - 1) * N + nn, dev);
-      const params::MatmulParams p{xw.first,
-                                   ww.first,
-                                   yw.first,
-                                   static_cast<std::uint32_t>(tn),
-                                   static_cast<std::uint32_t>(K),
-                                   static_cast<std::uint32_t>(nn),
-                                   static_cast<std::uint32_t>(N),
-                                   accumulate ? 1u : 0u,
-                                   gw.first,
-                                   norm != nullptr ? norm->options.eps : 0.0f,
-                                   norm != nullptr && norm->options.zero_centered ? 1u : 0u};
+      params::MatmulParams p{};
+      p.x_offset = xw.first;
+      p.w_offset = ww.first;
+      p.y_offset = yw.first;
+      p.T = static_cast<std::uint32_t>(tn);
+      p.K = static_cast<std::uint32_t>(K);
+      p.N = static_cast<std::uint32_t>(nn);
+      p.ldy = static_cast<std::uint32_t>(N);
+      p.accumulate = accumulate ? 1u : 0u;
+      p.g_offset = gw.first;
+      p.eps = norm != nullptr ? norm->options.eps : 0.0f;
+      p.zero_centered = norm != nullptr && norm->options.zero_centered ? 1u : 0u;
       if (norm != nullptr) {  // norm_fits_matvec: the subgroup variant, a workgroup per row
         ctx.recorder.dispatch(ctx.pipelines.get(vec), {xw.binding, ww.binding, gw.binding}, {yw.binding}, p,
                               {groups_for(nn, 1, dev)});

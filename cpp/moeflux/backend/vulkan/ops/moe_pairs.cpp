@@ -15,6 +15,7 @@
 #include "moeflux/backend/vulkan/ops/expert_table.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
+#include "params/matmul.h"
 #include "params/moe_pairs.h"
 #include "params/moe_route.h"
 
@@ -86,6 +87,55 @@ void VulkanBackend::route_softmax_topk(const Tensor& logits, const RouteOptions&
   const params::MoeRouteParams p{lw.first, rw.first, static_cast<std::uint32_t>(T), static_cast<std::uint32_t>(E),
                                  static_cast<std::uint32_t>(options.k), options.normalize ? 1u : 0u};
   ctx.recorder.dispatch(pipeline, {lw.binding}, {rw.binding}, p, {groups_for(T, per_group, dev)});
+}
+
+void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const NormOptions& norm, const Tensor& router,
+                           const RouteOptions& options, Tensor& logits, Tensor& routing, Tensor& normed) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  const std::int64_t T = x.rank() == 2 ? x.dim(0) : 0, E = router.rank() == 2 ? router.dim(0) : 0;
+  const std::int64_t subgroup = dev.features().subgroup_size;
+  // The router's last workgroup routes where moe_route's subgroup path would (the same bits): a
+  // float router of few rows that norm_matmul folds the norm into, in one binding.
+  const bool fused = T >= 1 && T <= kPairMaxTokens && !router.quantized() && norm_fits_matvec(T, router, norm_weight) &&
+                     E <= kNormFoldRows && E <= kRouteLaneValues * subgroup && options.k <= subgroup &&
+                     options.k >= 1 && options.k <= E &&
+                     E * x.dim(1) * static_cast<std::int64_t>(element_bytes(router.dtype())) <= window_bytes(dev) &&
+                     logits.numel() * 4 <= window_bytes(dev);
+  if (!fused) return Backend::router(x, norm_weight, norm, router, options, logits, routing, normed);
+  const Tensor ws[] = {router};
+  Tensor ys[] = {logits};
+  check_norm_matmul(x, norm_weight, ws, ys);
+  f32_storage_of(routing, ctx, "router", "routing");
+  MF_CHECK(routing.rank() == 2 && routing.dim(0) == T && routing.dim(1) == 2 * static_cast<std::int64_t>(options.k),
+           ShapeError, "[router] routing ", format::shape_string(routing.shape()), " for ", T, " tokens and k = ",
+           options.k, "; expected [T, 2k]");
+  cpu::check_disjoint(logits, routing, "router", "logits");
+  if (!route_counter_.defined()) {
+    route_counter_ = empty({1});
+    upload(std::vector<float>{0.0f}, route_counter_);  // the bits of 0u
+  }
+  rms_norm(x, norm_weight, norm, normed);  // reads only x, like the product: no barrier between them
+  const std::int64_t H = x.dim(1);
+  const Window xw = whole(x, dev), ww = whole(router, dev), gw = whole(norm_weight, dev), yw = whole(logits, dev);
+  const Window rw = whole(routing, dev), cw = whole(route_counter_, dev);
+  params::MatmulParams p{};
+  p.x_offset = xw.first;
+  p.w_offset = ww.first;
+  p.y_offset = yw.first;
+  p.T = static_cast<std::uint32_t>(T);
+  p.K = static_cast<std::uint32_t>(H);
+  p.N = p.ldy = static_cast<std::uint32_t>(E);
+  p.g_offset = gw.first;
+  p.eps = norm.eps;
+  p.zero_centered = norm.zero_centered ? 1u : 0u;
+  p.routing_offset = rw.first;
+  p.counter_offset = cw.first;
+  p.k = static_cast<std::uint32_t>(options.k);
+  p.normalize = options.normalize ? 1u : 0u;
+  const Pipeline& pipeline = ctx.pipelines.get(norm_variant("matmul_vec_norm_route", router.dtype(), norm_weight.dtype()));
+  ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding, gw.binding}, {yw.binding, rw.binding, cw.binding}, p,
+                        {groups_for(E, 1, dev)});
 }
 
 void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table,
