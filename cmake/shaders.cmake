@@ -38,8 +38,6 @@ foreach(w f32 f16 bf16)
     moeflux_shader(${template} ${w}_f32 DEFINES ${wdef} FEATURES ${wfeat})
     moeflux_shader(${template} ${w}_f32_sg DEFINES ${wdef} USE_SUBGROUP FEATURES ${wfeat} subgroup)
   endforeach()
-  moeflux_shader(moe_gate_up ${w}_f32_sg SHADER moe_gate_up_route DEFINES ${wdef} USE_SUBGROUP ROUTE
-                 FEATURES ${wfeat} subgroup)
 endforeach()
 # The decode matvecs with their input normalised in the product: per weight and norm-weight dtype.
 foreach(g f32 f16 bf16)
@@ -87,8 +85,6 @@ foreach(bits 8 4 3 2)
     moeflux_shader(${template} q${bits}_f32 DEFINES Q_BITS=${bits})
     moeflux_shader(${template} q${bits}_f32_sg DEFINES Q_BITS=${bits} USE_SUBGROUP FEATURES subgroup)
   endforeach()
-  moeflux_shader(moe_gate_up q${bits}_f32_sg SHADER moe_gate_up_route DEFINES Q_BITS=${bits} USE_SUBGROUP ROUTE
-                 FEATURES subgroup)
 endforeach()
 # Gated DeltaNet and the hybrid's column splits (Qwen3-Next / Qwen3.5)
 foreach(w f32 f16 bf16)

@@ -1,8 +1,8 @@
 // The router's softmax and top k for one token in one subgroup, where E <= LANE_VALUES * subgroup
 // size and k <= subgroup size: lane l holds the logits of experts l + i * subgroup size in
 // registers and every step is a subgroup reduction (no shared memory, no barrier). Shared by
-// moe_route and moe_gate_up's routing variant, so both give the same bits. The including shader
-// binds `logits` (float) and enables subgroups.
+// moe_route and the router product's last workgroup (matmul_vec_norm_route), so both give the
+// same bits. The including shader binds `logits` (float) and enables subgroups.
 #ifndef MOEFLUX_ROUTE_TOPK_GLSL
 #define MOEFLUX_ROUTE_TOPK_GLSL
 

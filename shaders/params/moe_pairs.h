@@ -20,10 +20,8 @@ MF_PARAMS_BEGIN(MoePairParams)
   MF_U32 scale_bf16;
   MF_U32 s_first;
   MF_U32 b_first;
-  MF_U32 logits_offset;   // moe_gate_up_route: of the router's logits [T, E]
-  MF_U32 normalize;       //   and 1 when the k weights are divided by their sum
 MF_PARAMS_END(MoePairParams)
 MF_PARAMS_CHECK(MoePairParams, T, 16)
 MF_PARAMS_CHECK(MoePairParams, row_words, 40)
-MF_PARAMS_SIZE(MoePairParams, 72)
+MF_PARAMS_SIZE(MoePairParams, 64)
 #endif

@@ -71,12 +71,6 @@ void Backend::router(const Tensor& x, const Tensor& norm_weight, const NormOptio
   route_softmax_topk(logits, options, routing);
 }
 
-void Backend::moe_experts_from_logits(const Tensor& x, const Tensor& logits, const RouteOptions& options,
-                                      Tensor& routing, int layer, Tensor& out, bool accumulate) {
-  route_softmax_topk(logits, options, routing);
-  moe_experts_routed(x, routing, layer, out, accumulate);
-}
-
 void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&, bool) {
   not_implemented("moe_experts_routed", *this);
 }

@@ -176,11 +176,6 @@ class Backend {
   // moe_experts for every slot of `routing`, the experts of `layer` taken from the device tier
   // (accumulate: as moe_experts').
   virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate);
-  // route_softmax_topk of `logits` into `routing`, then moe_experts_routed from it, as one op
-  // (fused where the backend can: Vulkan's expert kernels of few tokens route in every workgroup,
-  // which saves a step); this default runs the two.
-  virtual void moe_experts_from_logits(const Tensor& x, const Tensor& logits, const RouteOptions& options,
-                                       Tensor& routing, int layer, Tensor& out, bool accumulate);
 
   // --- Gated DeltaNet (linear attention); the base throws Unsupported for backends without it.
   // Depthwise causal conv: out[t][c] = silu(sum_i w[c][i] * x_{t-K+1+i}[c]), the left context from

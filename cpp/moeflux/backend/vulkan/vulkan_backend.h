@@ -59,8 +59,6 @@ class VulkanBackend final : public Backend {
   void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
   bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
   void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate) override;
-  void moe_experts_from_logits(const Tensor& x, const Tensor& logits, const RouteOptions& options, Tensor& routing,
-                               int layer, Tensor& out, bool accumulate) override;
   void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;  // ops/column_blocks.cpp
   // Gated DeltaNet (ops/gated_delta.cpp)
   void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
@@ -140,20 +138,8 @@ class VulkanBackend final : public Backend {
   bool experts_alike(std::span<const ExpertWeights> experts) const;
   // moe_experts takes the pair kernels: few tokens, every expert stored alike.
   bool pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const;
-  // With `route`, moe_gate_up routes from the router's logits and writes `routing` itself.
-  struct RouteFrom {
-    Window logits;
-    bool normalize = false;
-  };
   void moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table, std::uint32_t E,
-                 const ExpertForms& forms, Tensor& out, bool accumulate, const RouteFrom* route = nullptr);
-  // moe_experts_routed's checks; the layer's table window, expert count and forms.
-  struct RoutedLayer {
-    Window table;
-    std::uint32_t E = 0;
-    const ExpertForms* forms = nullptr;
-  };
-  RoutedLayer routed_layer(const Tensor& x, const Tensor& routing, int layer, const Tensor& out, std::string_view op);
+                 const ExpertForms& forms, Tensor& out, bool accumulate);
   // The experts of moe_experts through the pair kernels (few tokens): one staged table per batch.
   void moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                          Tensor& out, bool accumulate);

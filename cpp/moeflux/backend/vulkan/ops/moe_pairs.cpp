@@ -1,7 +1,7 @@
-// The routed experts of few tokens (decode): softmax top-k on the device (moe_route, or within
-// moe_gate_up's routing variant), then two dispatches for a whole MoE layer, whatever the number
-// of experts: moe_gate_up over every (token, slot) pair and moe_down, which sums each token's
-// experts in ascending order into out.
+// The routed experts of few tokens (decode): softmax top-k on the device (moe_route, or in the
+// router product's last workgroup: router), then two dispatches for a whole MoE layer, whatever
+// the number of experts: moe_gate_up over every (token, slot) pair and moe_down, which sums each
+// token's experts in ascending order into out.
 // The kernels reach each expert's blocks through an expert table of device addresses: the device
 // tier's own (moe_experts_routed: no host sync) or one staged per call (moe_experts), so both paths
 // give the same bits.
@@ -25,7 +25,7 @@ namespace {
 constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert matrix path (moe.cpp)
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
-constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of moe_route.comp
+constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of common/route_topk.glsl
 
 }  // namespace
 
@@ -139,15 +139,12 @@ void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const Nor
 }
 
 void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table,
-                              std::uint32_t E, const ExpertForms& forms, Tensor& out, bool accumulate,
-                              const RouteFrom* route) {
+                              std::uint32_t E, const ExpertForms& forms, Tensor& out, bool accumulate) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   const std::int64_t T = x.dim(0), H = x.dim(1), I = forms.gate_shape[0];
   const bool sg = dev.features().subgroup_arithmetic;
-  MF_ASSERT(route == nullptr || sg, "moe_gate_up_route needs subgroups");
-  const Pipeline& gate_up =
-      ctx.pipelines.get(variant(route != nullptr ? "moe_gate_up_route" : "moe_gate_up", forms.role[0].dtype, sg));
+  const Pipeline& gate_up = ctx.pipelines.get(variant("moe_gate_up", forms.role[0].dtype, sg));
   const Pipeline& down = ctx.pipelines.get(variant("moe_down", forms.role[2].dtype, sg));
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
   // Rows per moe_gate_up workgroup: one per subgroup (one without subgroups).
@@ -171,16 +168,9 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
     set_quant_rows(p, forms.role[role].dtype, forms.role[role].quant, shape);
     return p;
   };
-  const Groups gate_up_groups{groups_for(I, gate_up_rows, dev, 0), groups_for(T * k, 1, dev, 1)};
-  params::MoePairParams g = pair_params(xw, aw, H, I, 0, forms.gate_shape);
-  if (route != nullptr) {
-    g.logits_offset = route->logits.first;
-    g.normalize = route->normalize ? 1u : 0u;
-    ctx.recorder.dispatch(gate_up, {xw.binding, route->logits.binding, table.binding}, {aw.binding, routing.binding},
-                          g, gate_up_groups);
-  } else {
-    ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding}, g, gate_up_groups);
-  }
+  ctx.recorder.dispatch(gate_up, {xw.binding, routing.binding, table.binding}, {aw.binding},
+                        pair_params(xw, aw, H, I, 0, forms.gate_shape),
+                        {groups_for(I, gate_up_rows, dev, 0), groups_for(T * k, 1, dev, 1)});
   params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
   // moe_down: a workgroup per row (its subgroups over the token's experts).
@@ -228,68 +218,39 @@ bool VulkanBackend::can_route_on_device(int layer, std::int64_t n_tokens) const 
   return grouped_routing_fits(forms, n_tokens, layout_k_, expert_cache_->n_experts(m));
 }
 
-VulkanBackend::RoutedLayer VulkanBackend::routed_layer(const Tensor& x, const Tensor& routing, int layer,
-                                                       const Tensor& out, std::string_view op) {
+void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out,
+                                       bool accumulate) {
   Context& ctx = *context_;
-  cpu::check_rank(x, 2, op, "x");
-  f32_storage_of(x, ctx, op, "x");
-  f32_storage_of(routing, ctx, op, "routing");
-  f32_storage_of(out, ctx, op, "out");
+  const Device& dev = ctx.device;
+  cpu::check_rank(x, 2, "moe_experts_routed", "x");
+  f32_storage_of(x, ctx, "moe_experts_routed", "x");
+  f32_storage_of(routing, ctx, "moe_experts_routed", "routing");
+  f32_storage_of(out, ctx, "moe_experts_routed", "out");
   const std::int64_t T = x.dim(0);
   MF_CHECK(out.shape() == x.shape() && routing.rank() == 2 && routing.dim(0) == T && routing.dim(1) % 2 == 0 &&
                routing.dim(1) >= 2 && routing.dim(1) <= 2 * kMaxK,
-           ShapeError, "[", op, "] x ", format::shape_string(x.shape()), ", routing ",
+           ShapeError, "[moe_experts_routed] x ", format::shape_string(x.shape()), ", routing ",
            format::shape_string(routing.shape()), ", out ", format::shape_string(out.shape()),
            "; expected out like x and routing [T, 2k]");
-  MF_CHECK(can_route_on_device(layer, T), InternalError, "[", op, "] layer ", layer,
+  MF_CHECK(can_route_on_device(layer, T), InternalError, "[moe_experts_routed] layer ", layer,
            " cannot route on the device (ask can_route_on_device first)");
-  cpu::check_disjoint(x, out, op, "x");
-  const DeviceExpertCache& cache = *expert_cache_;
+  cpu::check_disjoint(x, out, "moe_experts_routed", "x");
+  DeviceExpertCache& cache = *expert_cache_;
   const int m = cache.moe_layer(layer);
   const ExpertForms& forms = layer_forms_[static_cast<std::size_t>(m)];
-  MF_CHECK(forms.gate_shape[1] == x.dim(1), ShapeError, "[", op, "] x ", format::shape_string(x.shape()),
+  MF_CHECK(forms.gate_shape[1] == x.dim(1), ShapeError, "[moe_experts_routed] x ", format::shape_string(x.shape()),
            " does not fit the experts of layer ", layer, " (gate ", format::shape_string(forms.gate_shape), ")");
-  const Window table =
-      window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, ctx.device);
-  return {table, static_cast<std::uint32_t>(cache.n_experts(m)), &forms};
-}
-
-void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out,
-                                       bool accumulate) {
-  const RoutedLayer l = routed_layer(x, routing, layer, out, "moe_experts_routed");
-  const std::int64_t T = x.dim(0);
+  const Window table = window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, dev);
+  const auto E = static_cast<std::uint32_t>(cache.n_experts(m));
   if (T <= kPairMaxTokens) {
-    moe_pairs(x, whole(routing, context_->device), static_cast<std::uint32_t>(routing.dim(1) / 2), l.table, l.E,
-              *l.forms, out, accumulate);
+    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, accumulate);
   } else {
-    MF_CHECK(grouped_routing_fits(*l.forms, T, routing.dim(1) / 2, l.E), ShapeError, "[moe_experts_routed] routing ",
+    MF_CHECK(grouped_routing_fits(forms, T, routing.dim(1) / 2, E), ShapeError, "[moe_experts_routed] routing ",
              format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier ",
              "was planned for k = ", layout_k_, ")");
-    moe_grouped_routed(x, routing, l.table, l.E, *l.forms, out, accumulate);
+    moe_grouped_routed(x, routing, table, E, forms, out, accumulate);
   }
-  ++expert_cache_->stats.routed_layers;
-}
-
-void VulkanBackend::moe_experts_from_logits(const Tensor& x, const Tensor& logits, const RouteOptions& options,
-                                            Tensor& routing, int layer, Tensor& out, bool accumulate) {
-  const Device& dev = context_->device;
-  const std::int64_t T = x.dim(0), subgroup = dev.features().subgroup_size;
-  // moe_gate_up routes itself where moe_route's subgroup path would run (the same bits).
-  const bool fused = T <= kPairMaxTokens && dev.features().subgroup_arithmetic && logits.rank() == 2 &&
-                     logits.dim(0) == T && logits.dim(1) <= kRouteLaneValues * subgroup && options.k <= subgroup;
-  if (!fused) return Backend::moe_experts_from_logits(x, logits, options, routing, layer, out, accumulate);
-  f32_storage_of(logits, *context_, "moe_experts_from_logits", "logits");
-  MF_CHECK(routing.rank() == 2 && routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 &&
-               options.k <= logits.dim(1),
-           ShapeError, "[moe_experts_from_logits] logits ", format::shape_string(logits.shape()), ", routing ",
-           format::shape_string(routing.shape()), ", k = ", options.k, "; expected [T, E], [T, 2k], 1 <= k <= E");
-  const RoutedLayer l = routed_layer(x, routing, layer, out, "moe_experts_from_logits");
-  MF_CHECK(logits.dim(1) == l.E, ShapeError, "[moe_experts_from_logits] logits ", format::shape_string(logits.shape()),
-           " for the ", l.E, " experts of layer ", layer);
-  const RouteFrom route{whole(logits, dev), options.normalize};
-  moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(options.k), l.table, l.E, *l.forms, out, accumulate,
-            &route);
-  ++expert_cache_->stats.routed_layers;
+  ++cache.stats.routed_layers;
 }
 
 bool VulkanBackend::expert_cache_holds_all() const { return expert_cache_ && expert_cache_->holds_all(); }
