@@ -12,7 +12,7 @@
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
-#include "params/matmul.h"
+#include "moeflux/backend/vulkan/ops/matmul_params.h"
 
 namespace moeflux::backend::vk {
 namespace {
@@ -114,18 +114,8 @@ void VulkanBackend::record_matmul(const Tensor& x, const Tensor& w, Tensor& y, b
       const std::int64_t nn = std::min(n_rows, N - n0);
       const Window ww = window(w, n0 * K, nn * K, dev);
       const Window yw = window(y, t0 * N + n0, (tn - 1) * N + nn, dev);
-      params::MatmulParams p{};
-      p.x_offset = xw.first;
-      p.w_offset = ww.first;
-      p.y_offset = yw.first;
-      p.T = static_cast<std::uint32_t>(tn);
-      p.K = static_cast<std::uint32_t>(K);
-      p.N = static_cast<std::uint32_t>(nn);
-      p.ldy = static_cast<std::uint32_t>(N);
-      p.accumulate = accumulate ? 1u : 0u;
-      p.g_offset = gw.first;
-      p.eps = norm != nullptr ? norm->options.eps : 0.0f;
-      p.zero_centered = norm != nullptr && norm->options.zero_centered ? 1u : 0u;
+      const params::MatmulParams p = matmul_params(xw, ww, yw, tn, K, nn, N, accumulate,
+                                                   norm != nullptr ? &norm->options : nullptr, gw.first);
       if (norm != nullptr) {  // norm_fits_matvec: the subgroup variant, a workgroup per row
         ctx.recorder.dispatch(ctx.pipelines.get(vec), {xw.binding, ww.binding, gw.binding}, {yw.binding}, p,
                               {groups_for(nn, 1, dev)});

@@ -13,9 +13,9 @@
 #include "moeflux/backend/routing.h"
 #include "moeflux/backend/vulkan/device_expert_cache.h"
 #include "moeflux/backend/vulkan/ops/expert_table.h"
+#include "moeflux/backend/vulkan/ops/matmul_params.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
-#include "params/matmul.h"
 #include "params/moe_pairs.h"
 #include "params/moe_route.h"
 
@@ -119,16 +119,7 @@ void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const Nor
   const std::int64_t H = x.dim(1);
   const Window xw = whole(x, dev), ww = whole(router, dev), gw = whole(norm_weight, dev), yw = whole(logits, dev);
   const Window rw = whole(routing, dev), cw = whole(route_counter_, dev);
-  params::MatmulParams p{};
-  p.x_offset = xw.first;
-  p.w_offset = ww.first;
-  p.y_offset = yw.first;
-  p.T = static_cast<std::uint32_t>(T);
-  p.K = static_cast<std::uint32_t>(H);
-  p.N = p.ldy = static_cast<std::uint32_t>(E);
-  p.g_offset = gw.first;
-  p.eps = norm.eps;
-  p.zero_centered = norm.zero_centered ? 1u : 0u;
+  params::MatmulParams p = matmul_params(xw, ww, yw, T, H, E, E, false, &norm, gw.first);
   p.routing_offset = rw.first;
   p.counter_offset = cw.first;
   p.k = static_cast<std::uint32_t>(options.k);
