@@ -27,6 +27,13 @@ constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_d
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
 constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of common/route_topk.glsl
 
+// Whether common/route_topk.glsl's subgroup path routes E experts' top k: the logits fit the
+// lanes' slots and each of the k choices has a lane.
+bool route_fits_subgroup(const DeviceFeatures& f, std::int64_t E, std::int64_t k) {
+  const std::int64_t S = f.subgroup_size;
+  return f.subgroup_arithmetic && S > 0 && E <= kRouteLaneValues * S && k <= S;
+}
+
 }  // namespace
 
 bool VulkanBackend::experts_alike(std::span<const ExpertWeights> experts) const {
@@ -81,7 +88,7 @@ void VulkanBackend::route_softmax_topk(const Tensor& logits, const RouteOptions&
   const Pipeline& pipeline = ctx.pipelines.get(sg ? "moe_route_f32_sg" : "moe_route_f32");
   // The shader's subgroup path (the same test) routes a token per subgroup, else one per workgroup.
   const std::int64_t subgroup = dev.features().subgroup_size;
-  const bool per_subgroup = sg && subgroup > 0 && E <= kRouteLaneValues * subgroup && options.k <= subgroup;
+  const bool per_subgroup = route_fits_subgroup(dev.features(), E, options.k);
   const std::int64_t per_group = per_subgroup ? std::max<std::int64_t>(1, pipeline.spec.local_size / subgroup) : 1;
   const Window lw = whole(logits, dev), rw = whole(routing, dev);
   const params::MoeRouteParams p{lw.first, rw.first, static_cast<std::uint32_t>(T), static_cast<std::uint32_t>(E),
@@ -94,11 +101,10 @@ void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const Nor
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   const std::int64_t T = x.rank() == 2 ? x.dim(0) : 0, E = router.rank() == 2 ? router.dim(0) : 0;
-  const std::int64_t subgroup = dev.features().subgroup_size;
   // The router's last workgroup routes where moe_route's subgroup path would (the same bits): a
   // float router of few rows that norm_matmul folds the norm into, in one binding.
   const bool fused = T >= 1 && T <= kPairMaxTokens && !router.quantized() && norm_fits_matvec(T, router, norm_weight) &&
-                     E <= kNormFoldRows && E <= kRouteLaneValues * subgroup && options.k <= subgroup &&
+                     E <= kNormFoldRows && route_fits_subgroup(dev.features(), E, options.k) &&
                      options.k >= 1 && options.k <= E &&
                      E * x.dim(1) * static_cast<std::int64_t>(element_bytes(router.dtype())) <= window_bytes(dev) &&
                      logits.numel() * 4 <= window_bytes(dev);

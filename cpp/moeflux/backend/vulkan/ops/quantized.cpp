@@ -23,12 +23,17 @@ constexpr std::int64_t kQuadMinTeams = 8192;
 constexpr std::int64_t kTile = 64;     // TILE of common/tile_matmul.glsl: rows of x per workgroup
 constexpr std::int64_t kTileN = 128;   // WR of common/tile_matmul.glsl: rows of w per workgroup
 
+// Whether T rows of x times `rows` rows of a quantized w (one dispatch) take matmul_vec_q_quads.
+bool quads_fit(bool subgroups, std::int64_t T, std::int64_t rows) {
+  return subgroups && T <= kVecMaxT && rows / kQuadRows >= kQuadMinTeams;
+}
+
 }  // namespace
 
 bool VulkanBackend::quantized_matvec_takes_quads(std::int64_t T, const Tensor& w) const {
   const Device& dev = context_->device;
   const std::int64_t n_rows = quant_rows_per_binding(format::quant_layout(w.shape(), w.quant()), dev, "matmul");
-  return dev.features().subgroup_arithmetic && T <= kVecMaxT && std::min(w.dim(0), n_rows) / kQuadRows >= kQuadMinTeams;
+  return quads_fit(dev.features().subgroup_arithmetic, T, std::min(w.dim(0), n_rows));
 }
 
 void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y, bool accumulate,
@@ -76,7 +81,7 @@ void VulkanBackend::matmul_quantized(const Tensor& x, const Tensor& w, Tensor& y
       if (norm != nullptr) {
         ctx.recorder.dispatch(vec, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding, gw.binding}, {yw.binding},
                               p, {groups_for(nn, vec_rows, dev)});
-      } else if (sg && tn <= kVecMaxT && nn / kQuadRows >= kQuadMinTeams) {
+      } else if (quads_fit(sg, tn, nn)) {
         const Pipeline& quads = ctx.pipelines.get(variant("matmul_vec_q_quads", w.dtype(), true));
         ctx.recorder.dispatch(quads, {xw.binding, ww.q.binding, ww.s.binding, ww.b.binding}, {yw.binding}, p,
                               {groups_for(nn, kQuadRows * vec_rows, dev)});
