@@ -139,13 +139,13 @@ void main() {
     memoryBarrierBuffer();  // (acquire)
     if (gl_SubgroupID == 0) {
       for (uint t = 0; t < p.T; ++t) {
-        uint e;
-        float w;
-        route_token(p.y_offset + t * p.ldy, p.N, p.k, p.normalize != 0u, e, w);
+        uint expert;
+        float weight;  // (not `w`: that is the router's weights)
+        route_token(p.y_offset + t * p.ldy, p.N, p.k, p.normalize != 0u, expert, weight);
         if (lane < p.k) {
           const uint first = p.routing_offset + t * 2 * p.k;
-          routing[first + lane] = e;
-          routing[first + p.k + lane] = floatBitsToUint(w);
+          routing[first + lane] = expert;
+          routing[first + p.k + lane] = floatBitsToUint(weight);
         }
       }
     }
