@@ -2,7 +2,7 @@
 # One round of measurements on the GPU machine: build, check, then time the expert store on its disk,
 # CPU decode and Vulkan decode and prefill.
 # Usage (from the repository root, with the .deb bundle beside it):
-#   [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [STREAM=ON|OFF] [SLICE=OFF|ON] [SLICE_LAYERS=4] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
+#   [DENSE_BITS=8|4] [TESTS=ON|OFF] [VULKAN=ON|OFF] [PROFILE=ON|OFF] [STREAM=ON|OFF] [SLICE=OFF|ON] [SLICE_LAYERS=4] [RAW_IO=ON|OFF] [DECODE_CPU=ON|OFF] [WARMUP=128] [PROMPT=512] \
 #     bash benchmarks/gpu_round.sh [LAYERS] [TOKENS]
 # Writes logs to $OUT (or ./bench-out) and prints the tables last.
 set -euo pipefail
@@ -28,10 +28,11 @@ cp -r python/moeflux/. build/pypkg/moeflux/
 cp build/gpu/cpp/_core*.so build/pypkg/moeflux/
 export PYTHONPATH=$PWD/build/pypkg
 
-model=/tmp/moeflux-synth-q4-$layers
+dense_bits=${DENSE_BITS:-8}  # the dense tensors' bits (experts: 4)
+model=/tmp/moeflux-synth-q4-$layers$([ "$dense_bits" = 8 ] || echo "-d$dense_bits")
 if [ ! -f "$model/moeflux.json" ]; then
-  echo "== writing the synthetic Qwen3-30B-A3B-shaped model ($layers layers, 4-bit experts, 8-bit dense)"
-  /usr/bin/time -f "%e s" python3 benchmarks/synthetic_model.py "$model" --layers "$layers" --expert-bits 4 --dense-bits 8 \
+  echo "== writing the synthetic Qwen3-30B-A3B-shaped model ($layers layers, 4-bit experts, $dense_bits-bit dense)"
+  /usr/bin/time -f "%e s" python3 benchmarks/synthetic_model.py "$model" --layers "$layers" --expert-bits 4 --dense-bits "$dense_bits" \
     | tee "$out/synth.log"
 fi
 stride=$(python3 -c "import json;print(json.load(open('$model/moeflux.json'))['experts']['layers'][0]['stride'])")
