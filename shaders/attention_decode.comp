@@ -14,16 +14,55 @@
 // vec4s, read so only with `aligned`), 3 partial f32 [rows, n_chunks, 4 + Dv] (m, l, two unused
 // floats, o). The host (ops/attention.cpp's decode_chunk) keeps chunk_size * (D / 4 + Dv / 4 + 2)
 // <= KV_VEC4S, group * (chunk_size + 1) <= S_MAX and group <= S_MAX / 8.
+//
+// With STEP (attention_decode_step: one decode row, its inputs as projected) the workgroups also do
+// what attention_inputs and attention_combine do around it, so the layer has one step for all three:
+//  -. while the chunk's loads are in flight, q of the group's heads (and, in the workgroup whose
+//     chunk holds the new row's key, that key) is normalised per head and rotated into shared
+//     memory, in front of the K rows; that workgroup writes the new key and value into the caches
+//     and into its shared rows (the cache rows are not read before: nothing else reads them);
+//  4. after its states, each workgroup counts its chunk for its KV head; the last one merges every
+//     chunk's state into out as attention_combine does, and sets the counter back to 0.
+// Bindings: 0 q f32 [nh, D], 1 cos/sin f32 [2, 1, half], 2 q_norm, 3 k_norm WEIGHT_T [D], 4 the new
+// key f32 [nkv, D], 5 the new value f32 [nkv, Dv] (q, key and value read as vec4s), 6 k cache,
+// 7 v cache (read and written), 8 partial, 9 out f32 [nh, Dv], 10 counters uint [nkv]. The host
+// (ops/attention.cpp's step_chunk) also keeps (group + 1) * D / 4 <= S_MAX, (group + 1) * D / 4 +
+// Dv / 4 <= 2 * WG and the q rows inside KV_VEC4S. Defines: W_F32 | W_F16 | W_BF16 (the norms).
 #include "common/types.glsl"
 #include "common/grid.glsl"
 #include "common/attention.glsl"
+#ifdef STEP
+#include "params/attention_step.h"
+#else
 #include "params/attention.h"
+#endif
 
 // Shared memory within 32 KiB: what lavapipe and most GPUs give a workgroup.
 #define KV_VEC4S 1760  // the chunk's K and V rows, each row padded by one vec4 (27.5 KiB)
 #define S_MAX 512      // scores of (head, key): group * (chunk_size + 1)
 #define LOADS 7        // vec4 loads per invocation in step 0: KV_VEC4S / WG at WG = 256
 
+#ifdef STEP
+layout(std430, binding = 0) readonly buffer Q4 { vec4 q4[]; };
+layout(std430, binding = 1) readonly buffer CosSin { float cs[]; };
+layout(std430, binding = 2) readonly buffer QNorm { WEIGHT_T qn[]; };
+layout(std430, binding = 3) readonly buffer KNorm { WEIGHT_T kn[]; };
+layout(std430, binding = 4) readonly buffer KNew4 { vec4 knew4[]; };
+layout(std430, binding = 5) readonly buffer VNew4 { vec4 vnew4[]; };
+layout(std430, binding = 6) buffer K { float k[]; };
+layout(std430, binding = 6) buffer K4 { vec4 k4[]; };
+layout(std430, binding = 7) buffer V { float v[]; };
+layout(std430, binding = 7) buffer V4 { vec4 v4[]; };
+// The last workgroup of a KV head reads every workgroup's states: coherent, past L1.
+layout(std430, binding = 8) coherent buffer Partial { float out_[]; };
+layout(std430, binding = 8) coherent buffer Partial4 { vec4 partial4[]; };
+layout(std430, binding = 9) writeonly buffer Out { float attn[]; };
+layout(std430, binding = 10) coherent buffer Counter { uint counter[]; };
+#define ROW0 0u
+#define ROWS (p.nkv * p.group)
+#define CHUNK_FIRST 0u
+#define STATES_FIRST p.partial_first
+#else
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 0) readonly buffer Q4 { vec4 q4[]; };
 layout(std430, binding = 1) readonly buffer K { float k[]; };
@@ -31,21 +70,144 @@ layout(std430, binding = 1) readonly buffer K4 { vec4 k4[]; };
 layout(std430, binding = 2) readonly buffer V { float v[]; };
 layout(std430, binding = 2) readonly buffer V4 { vec4 v4[]; };
 layout(std430, binding = 3) writeonly buffer Out { float out_[]; };
+#define ROW0 p.row0
+#define ROWS p.rows
+#define CHUNK_FIRST p.chunk_first
+#define STATES_FIRST p.out_first
+#endif
 
 shared vec4 kv[KV_VEC4S];    // K rows [key][D / 4 + 1], then V rows [key][Dv / 4 + 1]
 shared float scores[S_MAX];  // [head][key], rows of chunk_size + 1 (no bank conflicts)
 shared float probs[S_MAX];   // as scores
 shared float maxes[S_MAX / 8];
+#ifdef STEP
+shared bool last_chunk;  // this workgroup counted its KV head's last chunk
+#endif
 
 // The vec4 at element `at` (a multiple of 4 from the row's start): one load when aligned.
 #define LOAD4(buf, buf4, at) \
   (p.aligned != 0 ? buf4[(at) / 4] : vec4(buf[at], buf[(at) + 1], buf[(at) + 2], buf[(at) + 3]))
 
+#ifdef STEP
+#define PREP 2  // prepared vec4s per invocation: (group + 1) * D / 4 + Dv / 4 <= PREP * WG
+#define CB 8    // chunks' states per invocation loaded together in step 4
+
+float norm_weight(bool is_q, uint d) {
+  if (p.norm == 0) return 1.0;
+  const float w = is_q ? weight_to_float(qn[p.qn_first + d]) : weight_to_float(kn[p.kn_first + d]);
+  return p.norm == 2 ? 1.0 + w : w;
+}
+
+// q of KV head kvh's query heads into kv[0, group * D / 4), normalised and rotated as
+// attention_inputs does, and with `new_here` the new key into kv[k_at + j_new * kp, + D / 4) and
+// the new value into kv[v_at + j_new * vp, + Dv / 4), both also written into the caches (the
+// caller's next barrier fences the last stores). Items e: q vec4s [0, nq), the key's [nq, nq + D / 4), the value's after them.
+void prepare_inputs(uint kvh, bool new_here, uint key_row, uint j_new, uint k_at, uint v_at, uint kp, uint vp) {
+  const uint tid = gl_LocalInvocationID.x, d4n = p.D / 4, v4n = p.Dv / 4, nq = p.group * d4n;
+  const uint n_items = new_here ? nq + d4n + v4n : nq;
+  vec4 x[PREP];
+  [[unroll]] for (uint i = 0; i < PREP; ++i) {
+    const uint e = tid + i * WG;
+    x[i] = vec4(0.0);
+    if (e < nq) x[i] = q4[p.q_first / 4 + kvh * nq + e];
+    else if (e < nq + d4n && e < n_items) x[i] = knew4[p.knew_first / 4 + kvh * d4n + e - nq];
+    else if (e < n_items) x[i] = vnew4[p.vnew_first / 4 + kvh * v4n + e - nq - d4n];
+    if (e < nq + d4n) scores[e] = dot(x[i], x[i]);  // the squares, per vec4 (scratch)
+  }
+  barrier();
+  // Normalised per head (the key is head `group`).
+  [[unroll]] for (uint i = 0; i < PREP; ++i) {
+    const uint e = tid + i * WG, c = e % d4n, head = e / d4n;
+    if (e >= nq + d4n || e >= n_items) continue;
+    float inv_rms = 1.0;
+    if (p.norm != 0) {
+      float sum = 0.0;
+      for (uint s = 0; s < d4n; ++s) sum += scores[head * d4n + s];
+      inv_rms = 1.0 / sqrt(sum / float(p.D) + p.eps);
+    }
+    const bool is_q = e < nq;
+    [[unroll]] for (uint m = 0; m < 4; ++m) x[i][m] = (x[i][m] * inv_rms) * norm_weight(is_q, 4 * c + m);
+    kv[e] = x[i];
+  }
+  barrier();
+  // Rotated: (a, b) = (x_j, x_{j + half}) -> (a cos - b sin, b cos + a sin) for j < half.
+  const uint half4 = p.half_dim / 4;
+  [[unroll]] for (uint i = 0; i < PREP; ++i) {
+    const uint e = tid + i * WG, c = e % d4n;
+    if (e >= nq + d4n || e >= n_items || c >= 2 * half4) continue;
+    const bool first_half = c < half4;
+    const uint j = 4 * (first_half ? c : c - half4);
+    const vec4 cosv = vec4(cs[p.cs_first + j], cs[p.cs_first + j + 1], cs[p.cs_first + j + 2], cs[p.cs_first + j + 3]);
+    const uint s_at = p.cs_first + p.half_dim + j;
+    const vec4 sinv = vec4(cs[s_at], cs[s_at + 1], cs[s_at + 2], cs[s_at + 3]);
+    const vec4 other = kv[first_half ? e + half4 : e - half4];
+    x[i] = first_half ? x[i] * cosv - other * sinv : x[i] * cosv + other * sinv;
+  }
+  barrier();  // every partner read before the rotated values land
+  [[unroll]] for (uint i = 0; i < PREP; ++i) {
+    const uint e = tid + i * WG;
+    if (e < nq) {
+      kv[e] = x[i];
+    } else if (e < nq + d4n && e < n_items) {
+      const uint c = e - nq;
+      kv[k_at + j_new * kp + c] = x[i];
+      [[unroll]] for (uint m = 0; m < 4; ++m) k[p.k_first + (key_row * p.nkv + kvh) * p.D + 4 * c + m] = x[i][m];
+    } else if (e < n_items) {
+      const uint c = e - nq - d4n;
+      kv[v_at + j_new * vp + c] = x[i];
+      [[unroll]] for (uint m = 0; m < 4; ++m) v[p.v_first + (key_row * p.nkv + kvh) * p.Dv + 4 * c + m] = x[i][m];
+    }
+  }
+}
+
+// out of KV head kvh's query heads: every chunk's state merged as attention_combine does (in
+// ascending chunks, CB at a time).
+void merge_chunks(uint kvh) {
+  const uint v4n = p.Dv / 4, state = 4 + p.Dv;
+  for (uint e = gl_LocalInvocationID.x; e < p.group * v4n; e += WG) {
+    const uint row = kvh * p.group + e / v4n, c = e % v4n, base = p.partial_first + row * p.n_chunks * state;
+    float M = NEG_INF, L = 0.0;
+    vec4 acc = vec4(0.0);
+    for (uint c0 = 0; c0 < p.n_chunks; c0 += CB) {
+      float m[CB], l[CB];
+      vec4 o[CB];
+      [[unroll]] for (uint i = 0; i < CB; ++i) {
+        const uint chunk = c0 + i, at = base + chunk * state;
+        const bool here = chunk < p.n_chunks;
+        m[i] = here ? out_[at] : NEG_INF;
+        l[i] = here ? out_[at + 1] : 0.0;
+        o[i] = here ? partial4[(at + 4) / 4 + c] : vec4(0.0);
+      }
+      float m_new = M;
+      [[unroll]] for (uint i = 0; i < CB; ++i) m_new = max(m_new, m[i]);
+      if (m_new == NEG_INF) continue;  // no keys yet
+      const float a = exp(M - m_new);  // 0 while M = -inf
+      L *= a;
+      acc *= a;
+      [[unroll]] for (uint i = 0; i < CB; ++i) {
+        const float w = exp(m[i] - m_new);  // 0 for a chunk without keys
+        L += l[i] * w;
+        acc += o[i] * w;
+      }
+      M = m_new;
+    }
+    const float inv_sum = 1.0 / L;
+    [[unroll]] for (uint i = 0; i < 4; ++i) attn[p.out_first + row * p.Dv + 4 * c + i] = acc[i] * inv_sum;
+  }
+}
+#endif
+
 void main() {
   const uint tid = gl_LocalInvocationID.x, C = p.chunk_size, G = p.group, sp = C + 1;
-  const uint d4n = p.D / 4, v4n = p.Dv / 4, kp = d4n + 1, vp = v4n + 1, v_at = C * kp;
+  const uint d4n = p.D / 4, v4n = p.Dv / 4, kp = d4n + 1, vp = v4n + 1;
+#ifdef STEP
+  const uint k_at = (G + 1) * d4n;  // after q and the new key (kept for the key's reduction)
+#else
+  const uint k_at = 0;
+#endif
+  const uint v_at = k_at + C * kp;
   const uint n_k = C * d4n, n_kv = n_k + C * v4n;
-  const uint g_first = p.row0 / G, items = (p.row0 + p.rows - 1) / G - g_first + 1;
+  const uint g_first = ROW0 / G, items = (ROW0 + ROWS - 1) / G - g_first + 1;
   const uint chunks_here = (p.key_count + C - 1) / C;
   for (uint item = gl_WorkGroupID.y; item < items; item += gl_NumWorkGroups.y) {
     const uint g = g_first + item, t = g / p.nkv, kvh = g % p.nkv;
@@ -53,6 +215,12 @@ void main() {
     for (uint chunk = gl_WorkGroupID.x; chunk < chunks_here; chunk += gl_NumWorkGroups.x) {
       const uint c0 = p.key_begin + chunk * C;
       const uint lo = max(c0, first), hi = min(min(c0 + C, p.key_begin + p.key_count), position + 1);
+#ifdef STEP
+      const bool new_here = position >= lo && position < hi;  // the new key: from the inputs, not the cache
+      const uint skip = position;
+#else
+      const uint skip = 0xFFFFFFFFu;
+#endif
       // 0. K and V of keys [c0, c0 + C) that the row sees (zeros elsewhere).
       vec4 buf[LOADS];
       [[unroll]] for (uint i = 0; i < LOADS; ++i) {
@@ -60,23 +228,26 @@ void main() {
         buf[i] = vec4(0.0);
         if (e < n_k) {
           const uint j = e / d4n, key = c0 + j;
-          if (key >= lo && key < hi) {
+          if (key >= lo && key < hi && key != skip) {
             buf[i] = LOAD4(k, k4, p.k_first + ((key - p.key_begin) * p.nkv + kvh) * p.D + 4 * (e % d4n));
           }
         } else if (e < n_kv) {
           const uint j = (e - n_k) / v4n, key = c0 + j;
-          if (key >= lo && key < hi) {
+          if (key >= lo && key < hi && key != skip) {
             buf[i] = LOAD4(v, v4, p.v_first + ((key - p.key_begin) * p.nkv + kvh) * p.Dv + 4 * ((e - n_k) % v4n));
           }
         }
       }
       barrier();  // the previous chunk's reads of shared memory are done
+#ifdef STEP
+      prepare_inputs(kvh, new_here, position - p.key_begin, position - c0, k_at, v_at, kp, vp);
+#endif
       [[unroll]] for (uint i = 0; i < LOADS; ++i) {
         const uint e = tid + i * WG;
         if (e < n_k) {
-          kv[e / d4n * kp + e % d4n] = buf[i];
+          if (c0 + e / d4n != skip) kv[k_at + e / d4n * kp + e % d4n] = buf[i];
         } else if (e < n_kv) {
-          kv[v_at + (e - n_k) / v4n * vp + (e - n_k) % v4n] = buf[i];
+          if (c0 + (e - n_k) / v4n != skip) kv[v_at + (e - n_k) / v4n * vp + (e - n_k) % v4n] = buf[i];
         }
       }
       barrier();
@@ -84,10 +255,14 @@ void main() {
       for (uint e = tid; e < G * C; e += WG) {
         const uint h = e % G, j = e / G, key = c0 + j, qrow = g * G + h;
         float s = NEG_INF;
-        if (key >= lo && key < hi && qrow >= p.row0 && qrow < p.row0 + p.rows) {
-          const uint q_at = p.q_first + (qrow - p.row0) * p.D;
+        if (key >= lo && key < hi && qrow >= ROW0 && qrow < ROW0 + ROWS) {
           vec4 acc = vec4(0.0);
+#ifdef STEP
+          for (uint d = 0; d < d4n; ++d) acc += kv[h * d4n + d] * kv[k_at + j * kp + d];
+#else
+          const uint q_at = p.q_first + (qrow - ROW0) * p.D;
           for (uint d = 0; d < d4n; ++d) acc += LOAD4(q, q4, q_at + 4 * d) * kv[j * kp + d];
+#endif
           s = ((acc.x + acc.y) + (acc.z + acc.w)) * p.scale;
         }
         scores[h * sp + j] = s;
@@ -105,7 +280,7 @@ void main() {
       // 3. Values: o and l per (head, 4 output dims).
       for (uint e = tid; e < G * v4n; e += WG) {
         const uint h = e / v4n, c = e % v4n, qrow = g * G + h;
-        if (qrow < p.row0 || qrow >= p.row0 + p.rows) continue;  // a head of another dispatch
+        if (qrow < ROW0 || qrow >= ROW0 + ROWS) continue;  // a head of another dispatch
         vec4 o = vec4(0.0);
         float l = 0.0;
         for (uint j = 0; j < C; ++j) {
@@ -113,14 +288,26 @@ void main() {
           o += pj * kv[v_at + j * vp + c];
           l += pj;
         }
-        const uint row = qrow - p.row0;
-        const uint at = p.out_first + (row * p.n_chunks + p.chunk_first + chunk) * (4 + p.Dv);
+        const uint row = qrow - ROW0;
+        const uint at = STATES_FIRST + (row * p.n_chunks + CHUNK_FIRST + chunk) * (4 + p.Dv);
         if (c == 0) {
           out_[at] = maxes[h];
           out_[at + 1] = l;
         }
         [[unroll]] for (uint i = 0; i < 4; ++i) out_[at + 4 + 4 * c + i] = o[i];
       }
+#ifdef STEP
+      // 4. Counted after its states (release); the KV head's last chunk merges them all.
+      memoryBarrierBuffer();
+      barrier();
+      if (tid == 0) last_chunk = atomicAdd(counter[p.counter_first + kvh], 1u) == p.n_chunks - 1u;
+      barrier();
+      if (last_chunk) {
+        memoryBarrierBuffer();  // (acquire)
+        merge_chunks(kvh);
+        if (tid == 0) counter[p.counter_first + kvh] = 0u;
+      }
+#endif
     }
   }
 }

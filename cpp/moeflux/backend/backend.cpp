@@ -51,6 +51,21 @@ void Backend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tens
   write_rows(v, v_cache, first_row);
 }
 
+void Backend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm,
+                                    const Tensor& k_norm, const NormOptions& norm,
+                                    std::span<const std::int32_t> positions, const RopeOptions& rope_options,
+                                    Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out) {
+  attention_inputs(q, k, v, q_norm, k_norm, norm, positions, rope_options, k_cache, v_cache, options.n_past);
+  MF_CHECK(k_cache.rank() == 2 && v_cache.rank() == 2 && k.rank() == 3 && k.dim(1) > 0 &&
+               k_cache.dim(1) % k.dim(1) == 0 && v_cache.dim(1) % k.dim(1) == 0,
+           ShapeError, "[attention_with_inputs] k_cache ", format::shape_string(k_cache.shape()), " and v_cache ",
+           format::shape_string(v_cache.shape()), " must be [capacity, nkv * D] and [capacity, nkv * Dv] for k ",
+           format::shape_string(k.shape()));
+  const std::int64_t nkv = k.dim(1);
+  attention(q, k_cache.view({k_cache.dim(0), nkv, k_cache.dim(1) / nkv}),
+            v_cache.view({v_cache.dim(0), nkv, v_cache.dim(1) / nkv}), options, out);
+}
+
 void Backend::matmul_add(const Tensor& x, const Tensor& w, Tensor& y) {
   Tensor product = empty(y.shape());
   matmul(x, w, product);

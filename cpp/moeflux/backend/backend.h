@@ -141,6 +141,15 @@ class Backend {
   // q [T, nh, D], k_cache [capacity, nkv, D], v_cache [capacity, nkv, Dv], out [T, nh, Dv]
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                          const AttentionOptions& options, Tensor& out) = 0;
+  // A layer's attention of its new rows: attention_inputs at cache row options.n_past, then
+  // attention over the caches (viewed as [capacity, nkv, D] and [capacity, nkv, Dv]) into out
+  // [T, nh, Dv]. One op so that a backend can fuse them (Vulkan's decode step normalises and
+  // rotates q in the attention's workgroups and merges their chunks in the last one); q and k
+  // hold scratch afterwards. This default runs the two ops.
+  virtual void attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm,
+                                     const Tensor& k_norm, const NormOptions& norm,
+                                     std::span<const std::int32_t> positions, const RopeOptions& rope,
+                                     Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out);
   // out = silu(gate) * up; all [T, I]
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out = a + b; same shapes (out may alias a or b)

@@ -61,16 +61,14 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   Tensor k3 = k.view({T, nkv, D});
   reserve_kv_cache(backend, config, cache, n_past + T, n_past);
   const backend::NormOptions qk_norm{config.norm_eps, config.zero_centered_qk_norm};
-  backend.attention_inputs(q3, k3, v, config.qk_norm ? weights.q_norm : Tensor(), config.qk_norm ? weights.k_norm : Tensor(),
-                           qk_norm, positions, config.rope, cache.k, cache.v, n_past);
-
   Tensor attn = backend.empty({T, nh, D});
   backend::AttentionOptions options;
   options.scale = 1.0f / std::sqrt(static_cast<float>(D));
   options.n_past = n_past;
   options.sliding_window = config.sliding_window;
-  backend.attention(q3, cache.k.view({cache.capacity, nkv, D}), cache.v.view({cache.capacity, nkv, D}),
-                    options, attn);
+  backend.attention_with_inputs(q3, k3, v, config.qk_norm ? weights.q_norm : Tensor(),
+                                config.qk_norm ? weights.k_norm : Tensor(), qk_norm, positions, config.rope, cache.k,
+                                cache.v, options, attn);
   Tensor attn_rows = attn.view({T, nh * D});
   if (config.output_gate) backend.sigmoid_mul(gate, attn_rows, attn_rows);
   backend.matmul_add(attn_rows, weights.o_proj, x);

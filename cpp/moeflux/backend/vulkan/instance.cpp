@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "moeflux/backend/vulkan/check.h"
+#include "moeflux/backend/vulkan/pipelines.h"
 #include "moeflux/backend/vulkan/structs.h"
 #include "moeflux/util/error.h"
 
@@ -188,6 +189,10 @@ DeviceInfo describe_device(VkPhysicalDevice device, int index) {
                           (memory.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0});
   }
   if (!has_compute_queue(device)) info.missing.emplace_back("a compute queue");
+  if (base.limits.maxPerStageDescriptorStorageBuffers < kMaxShaderBindings) {
+    info.missing.emplace_back(std::to_string(kMaxShaderBindings) + " storage buffers per shader stage (the device offers " +
+                              std::to_string(base.limits.maxPerStageDescriptorStorageBuffers) + ")");
+  }
   if (base.apiVersion < VK_API_VERSION_1_2) {
     info.missing.emplace_back("Vulkan 1.2 (the device offers " + info.api_version + ")");
     return info;  // the 1.1/1.2 feature structures below may not be queried

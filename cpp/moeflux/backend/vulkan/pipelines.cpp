@@ -12,6 +12,7 @@
 #include "params/attention.h"
 #include "params/attention_inputs.h"
 #include "params/attention_combine.h"
+#include "params/attention_step.h"
 #include "params/causal_conv1d.h"
 #include "params/copy_column_blocks.h"
 #include "params/delta_rule_gates.h"
@@ -62,6 +63,7 @@ constexpr ShaderSpec kShaders[] = {
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},
     {"attention_decode", 4, sizeof(AttentionParams), 256},  // LOADS assumes 256 invocations
+    {"attention_decode_step", 11, sizeof(AttentionStepParams), 256},  // as attention_decode
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},
     {"attention_prefill", 4, sizeof(AttentionParams), 128},
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},

@@ -15,6 +15,10 @@
 
 namespace moeflux::backend::vk {
 
+// The most storage buffers a shader binds (attention_decode_step's 11); devices offering fewer per
+// shader stage are refused at selection.
+constexpr std::uint32_t kMaxShaderBindings = 12;
+
 // A row of the table: what the host must know about a shader template.
 struct ShaderSpec {
   std::string_view shader;     // shaders/<shader>.comp

@@ -14,7 +14,7 @@ namespace moeflux::backend::vk {
 namespace {
 
 constexpr std::uint32_t kSetsPerPool = 256;
-constexpr std::uint32_t kMaxBindings = 8;                 // per set; pools are sized for it
+constexpr std::uint32_t kMaxBindings = kMaxShaderBindings;  // per set; pools are sized for it
 constexpr VkDeviceSize kCopyChunk = 16ull << 20;          // staging per upload/download piece
 constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch holding this much staging
 constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight

@@ -51,6 +51,9 @@ class VulkanBackend final : public Backend {
                         Tensor& k_cache, Tensor& v_cache, std::int64_t first_row) override;
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                  const AttentionOptions& options, Tensor& out) override;
+  void attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
+                             const NormOptions& norm, std::span<const std::int32_t> positions, const RopeOptions& rope,
+                             Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
@@ -175,6 +178,7 @@ class VulkanBackend final : public Backend {
   Window rope_window(std::span<const std::int32_t> positions, const RopeOptions& options);
   Tensor rope_table_;
   Tensor route_counter_;  // matmul_vec_norm_route's finished-workgroups counter (0 between dispatches)
+  Tensor attention_counters_;  // attention_decode_step's finished chunks per KV head (0 between dispatches)
   std::vector<std::int32_t> rope_positions_;
   RopeOptions rope_options_;
 };

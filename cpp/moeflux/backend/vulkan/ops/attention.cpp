@@ -9,11 +9,13 @@
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
+#include "moeflux/backend/vulkan/ops/rope_table.h"
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
 #include "params/attention.h"
 #include "params/attention_combine.h"
+#include "params/attention_step.h"
 
 namespace moeflux::backend::vk {
 namespace {
@@ -59,6 +61,17 @@ std::int64_t decode_chunk(const Dims& d) {
   const std::int64_t group = d.nh / d.nkv, row_vec4s = d.D / 4 + d.Dv / 4 + 2;  // K and V rows, padded
   const std::int64_t chunk = std::min({kDecodeMaxChunk, kDecodeKvVec4s / row_vec4s, kDecodeScores / group - 1});
   return chunk >= 4 && group <= kDecodeScores / 8 ? chunk : 0;  // maxes[] holds S_MAX / 8 heads
+}
+
+// Keys per workgroup of attention_decode.comp with STEP (0: it does not fit): as decode_chunk, with
+// q and the new key in front of the K rows and their squares in the scores.
+constexpr std::int64_t kStepPrepItems = 2 * 256;  // PREP * WG of attention_decode_step
+std::int64_t step_chunk(const Dims& d) {
+  if (d.D % 4 != 0 || d.Dv % 4 != 0) return 0;
+  const std::int64_t group = d.nh / d.nkv, inputs = (group + 1) * (d.D / 4), row_vec4s = d.D / 4 + d.Dv / 4 + 2;
+  if (inputs > kDecodeScores || inputs + d.Dv / 4 > kStepPrepItems || inputs >= kDecodeKvVec4s) return 0;
+  const std::int64_t chunk = std::min({kDecodeMaxChunk, (kDecodeKvVec4s - inputs) / row_vec4s, kDecodeScores / group - 1});
+  return chunk >= 4 && group <= kDecodeScores / 8 ? chunk : 0;
 }
 
 // Keys per block of attention_split.comp: two per score lane, ceil(D / 16) lanes per key (as there).
@@ -240,6 +253,88 @@ void VulkanBackend::attention(const Tensor& q, const Tensor& k_cache, const Tens
                                            static_cast<std::uint32_t>(n_chunks), static_cast<std::uint32_t>(d.Dv)};
     ctx.recorder.dispatch(combine, {dw.binding}, {ow.binding}, c, {groups_for(rn, 1, dev)});
   }
+}
+
+void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm,
+                                         const Tensor& k_norm, const NormOptions& norm,
+                                         std::span<const std::int32_t> positions, const RopeOptions& rope,
+                                         Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options,
+                                         Tensor& out) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  auto composed = [&] {
+    Backend::attention_with_inputs(q, k, v, q_norm, k_norm, norm, positions, rope, k_cache, v_cache, options, out);
+  };
+  // One decode row whose keys attention_decode would walk, in one binding each: one step.
+  // Anything else (and every malformed call, which the ops report) takes the two ops.
+  if (q.rank() != 3 || k.rank() != 3 || out.rank() != 3 || k_cache.rank() != 2 || v_cache.rank() != 2 ||
+      q.dim(0) != 1 || k.dim(0) != 1 || positions.size() != 1 || q_norm.defined() != k_norm.defined())
+    return composed();
+  const std::int64_t nkv = k.dim(1), D = q.dim(2);
+  if (nkv <= 0 || q.dim(1) % nkv != 0 || k.dim(2) != D || k_cache.dim(1) != nkv * D || v_cache.dim(1) % nkv != 0)
+    return composed();
+  const Dims d{1, q.dim(1), nkv, D, v_cache.dim(1) / nkv};
+  const std::int64_t n_past = options.n_past, capacity = std::min(k_cache.dim(0), v_cache.dim(0));
+  if (v.numel() != nkv * d.Dv || out.shape() != Shape({1, d.nh, d.Dv}) || n_past < 0 || n_past + 1 > capacity ||
+      options.sliding_window < 0 || rope.rotary_dim <= 0 || rope.rotary_dim > D || rope.rotary_dim % 8 != 0)
+    return composed();
+  if (q_norm.defined() && (q_norm.numel() != D || k_norm.numel() != D || q_norm.dtype() != k_norm.dtype() ||
+                           q_norm.quantized()))
+    return composed();
+  const std::int64_t chunk = step_chunk(d), block = split_block(D);
+  const std::int64_t keys_lo = first_key(n_past, options.sliding_window), n_keys = n_past + 1 - keys_lo;
+  const std::int64_t n_chunks = chunk > 0 ? (n_keys + chunk - 1) / chunk : 0, state = 4 + d.Dv;
+  if (chunk == 0 || n_keys <= kDirectBlocks * block || n_chunks > kDecodeMaxChunks ||
+      n_keys * nkv * std::max(D, d.Dv) * 4 > window_bytes(dev) || d.nh * n_chunks * state * 4 > window_bytes(dev) ||
+      d.nh * std::max(D, d.Dv) * 4 > window_bytes(dev))
+    return composed();
+  check_rope(rope, D, "attention_with_inputs");
+  const std::pair<const Tensor*, const char*> tensors[] = {{&q, "q"}, {&k, "k"}, {&v, "v"}, {&k_cache, "k_cache"},
+                                                           {&v_cache, "v_cache"}, {&out, "out"}};
+  for (const auto& [t, name] : tensors) f32_storage_of(*t, ctx, "attention_with_inputs", name);
+  cpu::check_disjoint(k, k_cache, "attention_with_inputs", "k");
+  cpu::check_disjoint(v, v_cache, "attention_with_inputs", "v");
+  cpu::check_disjoint(q, out, "attention_with_inputs", "q");
+  cpu::check_disjoint(k_cache, out, "attention_with_inputs", "k_cache");
+  cpu::check_disjoint(v_cache, out, "attention_with_inputs", "v_cache");
+  const Window qw = whole(q, dev), kw = whole(k, dev), vw = whole(v, dev), ow = whole(out, dev);
+  if (qw.first % 4 != 0 || kw.first % 4 != 0 || vw.first % 4 != 0) return composed();  // read as vec4s
+
+  if (!attention_counters_.defined() || attention_counters_.numel() < nkv) {
+    attention_counters_ = empty({nkv});
+    upload(std::vector<float>(static_cast<std::size_t>(nkv), 0.0f), attention_counters_);  // the bits of 0u
+  }
+  Tensor partial = empty({d.nh, n_chunks, state});
+  const KeyWindows kv = key_windows(k_cache.view({k_cache.dim(0), nkv, D}), v_cache.view({v_cache.dim(0), nkv, d.Dv}),
+                                    d, keys_lo, n_keys, dev);
+  const Window csw = rope_window(positions, rope);
+  const Window qnw = q_norm.defined() ? whole(q_norm, dev) : Window{csw.binding, 0};  // unread without norms
+  const Window knw = k_norm.defined() ? whole(k_norm, dev) : Window{csw.binding, 0};
+  const Window pw = whole(partial, dev), cw = whole(attention_counters_, dev);
+  params::AttentionStepParams p{};
+  p.q_first = qw.first, p.k_first = kv.k.first, p.v_first = kv.v.first, p.knew_first = kw.first;
+  p.vnew_first = vw.first, p.cs_first = csw.first, p.qn_first = qnw.first, p.kn_first = knw.first;
+  p.partial_first = pw.first, p.out_first = ow.first, p.counter_first = cw.first;
+  p.nkv = static_cast<std::uint32_t>(nkv);
+  p.group = static_cast<std::uint32_t>(d.nh / nkv);
+  p.D = static_cast<std::uint32_t>(D);
+  p.Dv = static_cast<std::uint32_t>(d.Dv);
+  p.n_past = static_cast<std::uint32_t>(n_past);
+  p.window = static_cast<std::uint32_t>(options.sliding_window);
+  p.scale = options.scale;
+  p.key_begin = static_cast<std::uint32_t>(keys_lo);
+  p.key_count = static_cast<std::uint32_t>(n_keys);
+  p.chunk_size = static_cast<std::uint32_t>(chunk);
+  p.n_chunks = static_cast<std::uint32_t>(n_chunks);
+  p.half_dim = static_cast<std::uint32_t>(rope.rotary_dim / 2);
+  p.eps = norm.eps;
+  p.norm = q_norm.defined() ? (norm.zero_centered ? 2u : 1u) : 0u;
+  p.aligned = kv.k.first % 4 == 0 && kv.v.first % 4 == 0 ? 1u : 0u;
+  const Dtype wdtype = q_norm.defined() ? q_norm.dtype() : Dtype::f32;
+  const Pipeline& pipeline = ctx.pipelines.get(variant("attention_decode_step", wdtype, false));
+  ctx.recorder.dispatch(pipeline, {qw.binding, csw.binding, qnw.binding, knw.binding, kw.binding, vw.binding},
+                        {kv.k.binding, kv.v.binding, pw.binding, ow.binding, cw.binding}, p,
+                        {groups_for(n_chunks, 1, dev, 0), groups_for(nkv, 1, dev, 1)});
 }
 
 }  // namespace moeflux::backend::vk
