@@ -90,34 +90,64 @@ shared bool last_chunk;  // this workgroup counted its KV head's last chunk
 
 #ifdef STEP
 #define PREP 2  // prepared vec4s per invocation: (group + 1) * D / 4 + Dv / 4 <= PREP * WG
-#define CB 8    // chunks' states per invocation loaded together in step 4
+#define CB 16   // chunks' states per invocation loaded together in step 4
 
-float norm_weight(bool is_q, uint d) {
-  if (p.norm == 0) return 1.0;
-  const float w = is_q ? weight_to_float(qn[p.qn_first + d]) : weight_to_float(kn[p.kn_first + d]);
+// One prepared item's inputs, loaded with the chunk's keys (one memory round trip for all).
+struct StepInput {
+  vec4 x;          // as projected
+  vec4 w;          // the norm's weights (1 without a norm)
+  vec4 cosv, sinv;  // the rotation of its 4 dims (unread past the rotary dims)
+};
+
+vec4 norm_weights(bool is_q, uint d) {
+  if (p.norm == 0) return vec4(1.0);
+  vec4 w;
+  [[unroll]] for (uint m = 0; m < 4; ++m) w[m] = is_q ? weight_to_float(qn[p.qn_first + d + m]) : weight_to_float(kn[p.kn_first + d + m]);
   return p.norm == 2 ? 1.0 + w : w;
 }
 
-// q of KV head kvh's query heads into kv[0, group * D / 4), normalised and rotated as
-// attention_inputs does, and with `new_here` the new key into kv[k_at + j_new * kp, + D / 4) and
-// the new value into kv[v_at + j_new * vp, + Dv / 4), both also written into the caches (the
-// caller's next barrier fences the last stores). Items e: q vec4s [0, nq), the key's [nq, nq + D / 4), the value's after them.
-void prepare_inputs(uint kvh, bool new_here, uint key_row, uint j_new, uint k_at, uint v_at, uint kp, uint vp) {
+// Items e: q vec4s [0, nq) of KV head kvh's query heads, then with `new_here` the new key's
+// [nq, nq + D / 4) and the new value's after them.
+void load_inputs(uint kvh, bool new_here, out StepInput in_[PREP]) {
+  const uint d4n = p.D / 4, v4n = p.Dv / 4, nq = p.group * d4n, n_items = new_here ? nq + d4n + v4n : nq;
+  const uint half4 = p.half_dim / 4;
+  [[unroll]] for (uint i = 0; i < PREP; ++i) {
+    const uint e = gl_LocalInvocationID.x + i * WG, c = e % d4n;
+    in_[i].x = vec4(0.0);
+    in_[i].w = vec4(1.0);
+    in_[i].cosv = vec4(1.0);
+    in_[i].sinv = vec4(0.0);
+    if (e >= n_items) continue;
+    if (e >= nq + d4n) {
+      in_[i].x = vnew4[p.vnew_first / 4 + kvh * v4n + e - nq - d4n];
+      continue;
+    }
+    const bool is_q = e < nq;
+    in_[i].x = is_q ? q4[p.q_first / 4 + kvh * nq + e] : knew4[p.knew_first / 4 + kvh * d4n + e - nq];
+    in_[i].w = norm_weights(is_q, 4 * c);
+    if (c < 2 * half4) {
+      const uint j = 4 * (c < half4 ? c : c - half4), s_at = p.cs_first + p.half_dim + j;
+      in_[i].cosv = vec4(cs[p.cs_first + j], cs[p.cs_first + j + 1], cs[p.cs_first + j + 2], cs[p.cs_first + j + 3]);
+      in_[i].sinv = vec4(cs[s_at], cs[s_at + 1], cs[s_at + 2], cs[s_at + 3]);
+    }
+  }
+}
+
+// q normalised and rotated as attention_inputs does into kv[0, nq); with `new_here` the new key
+// into kv[k_at + j_new * kp, + D / 4) and the new value into kv[v_at + j_new * vp, + Dv / 4), both
+// also written into the caches (the caller's next barrier fences the last stores).
+void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key_row, uint j_new, uint k_at,
+                    uint v_at, uint kp, uint vp) {
   const uint tid = gl_LocalInvocationID.x, d4n = p.D / 4, v4n = p.Dv / 4, nq = p.group * d4n;
-  const uint n_items = new_here ? nq + d4n + v4n : nq;
-  vec4 x[PREP];
+  const uint n_items = new_here ? nq + d4n + v4n : nq, half4 = p.half_dim / 4;
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG;
-    x[i] = vec4(0.0);
-    if (e < nq) x[i] = q4[p.q_first / 4 + kvh * nq + e];
-    else if (e < nq + d4n && e < n_items) x[i] = knew4[p.knew_first / 4 + kvh * d4n + e - nq];
-    else if (e < n_items) x[i] = vnew4[p.vnew_first / 4 + kvh * v4n + e - nq - d4n];
-    if (e < nq + d4n) scores[e] = dot(x[i], x[i]);  // the squares, per vec4 (scratch)
+    if (e < nq + d4n) scores[e] = dot(in_[i].x, in_[i].x);  // the squares, per vec4 (scratch)
   }
   barrier();
   // Normalised per head (the key is head `group`).
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
-    const uint e = tid + i * WG, c = e % d4n, head = e / d4n;
+    const uint e = tid + i * WG, head = e / d4n;
     if (e >= nq + d4n || e >= n_items) continue;
     float inv_rms = 1.0;
     if (p.norm != 0) {
@@ -125,37 +155,31 @@ void prepare_inputs(uint kvh, bool new_here, uint key_row, uint j_new, uint k_at
       for (uint s = 0; s < d4n; ++s) sum += scores[head * d4n + s];
       inv_rms = 1.0 / sqrt(sum / float(p.D) + p.eps);
     }
-    const bool is_q = e < nq;
-    [[unroll]] for (uint m = 0; m < 4; ++m) x[i][m] = (x[i][m] * inv_rms) * norm_weight(is_q, 4 * c + m);
-    kv[e] = x[i];
+    in_[i].x = (in_[i].x * inv_rms) * in_[i].w;
+    kv[e] = in_[i].x;
   }
   barrier();
   // Rotated: (a, b) = (x_j, x_{j + half}) -> (a cos - b sin, b cos + a sin) for j < half.
-  const uint half4 = p.half_dim / 4;
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG, c = e % d4n;
     if (e >= nq + d4n || e >= n_items || c >= 2 * half4) continue;
     const bool first_half = c < half4;
-    const uint j = 4 * (first_half ? c : c - half4);
-    const vec4 cosv = vec4(cs[p.cs_first + j], cs[p.cs_first + j + 1], cs[p.cs_first + j + 2], cs[p.cs_first + j + 3]);
-    const uint s_at = p.cs_first + p.half_dim + j;
-    const vec4 sinv = vec4(cs[s_at], cs[s_at + 1], cs[s_at + 2], cs[s_at + 3]);
     const vec4 other = kv[first_half ? e + half4 : e - half4];
-    x[i] = first_half ? x[i] * cosv - other * sinv : x[i] * cosv + other * sinv;
+    in_[i].x = first_half ? in_[i].x * in_[i].cosv - other * in_[i].sinv : in_[i].x * in_[i].cosv + other * in_[i].sinv;
   }
   barrier();  // every partner read before the rotated values land
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG;
     if (e < nq) {
-      kv[e] = x[i];
+      kv[e] = in_[i].x;
     } else if (e < nq + d4n && e < n_items) {
       const uint c = e - nq;
-      kv[k_at + j_new * kp + c] = x[i];
-      [[unroll]] for (uint m = 0; m < 4; ++m) k[p.k_first + (key_row * p.nkv + kvh) * p.D + 4 * c + m] = x[i][m];
+      kv[k_at + j_new * kp + c] = in_[i].x;
+      [[unroll]] for (uint m = 0; m < 4; ++m) k[p.k_first + (key_row * p.nkv + kvh) * p.D + 4 * c + m] = in_[i].x[m];
     } else if (e < n_items) {
       const uint c = e - nq - d4n;
-      kv[v_at + j_new * vp + c] = x[i];
-      [[unroll]] for (uint m = 0; m < 4; ++m) v[p.v_first + (key_row * p.nkv + kvh) * p.Dv + 4 * c + m] = x[i][m];
+      kv[v_at + j_new * vp + c] = in_[i].x;
+      [[unroll]] for (uint m = 0; m < 4; ++m) v[p.v_first + (key_row * p.nkv + kvh) * p.Dv + 4 * c + m] = in_[i].x[m];
     }
   }
 }
@@ -238,9 +262,13 @@ void main() {
           }
         }
       }
+#ifdef STEP
+      StepInput in_[PREP];
+      load_inputs(kvh, new_here, in_);
+#endif
       barrier();  // the previous chunk's reads of shared memory are done
 #ifdef STEP
-      prepare_inputs(kvh, new_here, position - p.key_begin, position - c0, k_at, v_at, kp, vp);
+      prepare_inputs(kvh, new_here, in_, position - p.key_begin, position - c0, k_at, v_at, kp, vp);
 #endif
       [[unroll]] for (uint i = 0; i < LOADS; ++i) {
         const uint e = tid + i * WG;
