@@ -133,13 +133,14 @@ void load_inputs(uint kvh, bool new_here, out StepInput in_[PREP]) {
   }
 }
 
-// q normalised and rotated as attention_inputs does into kv[0, nq); with `new_here` the new key
+// q normalised and rotated as attention_inputs does into kv's first rows (one per head, D / 4 + 1
+// vec4s apart so that step 1's lanes over heads read different banks); with `new_here` the new key
 // into kv[k_at + j_new * kp, + D / 4) and the new value into kv[v_at + j_new * vp, + Dv / 4), both
 // also written into the caches (the caller's next barrier fences the last stores).
 void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key_row, uint j_new, uint k_at,
                     uint v_at, uint kp, uint vp) {
   const uint tid = gl_LocalInvocationID.x, d4n = p.D / 4, v4n = p.Dv / 4, nq = p.group * d4n;
-  const uint n_items = new_here ? nq + d4n + v4n : nq, half4 = p.half_dim / 4;
+  const uint n_items = new_here ? nq + d4n + v4n : nq, half4 = p.half_dim / 4, qp = d4n + 1;
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG;
     if (e < nq + d4n) scores[e] = dot(in_[i].x, in_[i].x);  // the squares, per vec4 (scratch)
@@ -156,7 +157,7 @@ void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key
       inv_rms = 1.0 / sqrt(sum / float(p.D) + p.eps);
     }
     in_[i].x = (in_[i].x * inv_rms) * in_[i].w;
-    kv[e] = in_[i].x;
+    kv[head * qp + e % d4n] = in_[i].x;
   }
   barrier();
   // Rotated: (a, b) = (x_j, x_{j + half}) -> (a cos - b sin, b cos + a sin) for j < half.
@@ -164,14 +165,14 @@ void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key
     const uint e = tid + i * WG, c = e % d4n;
     if (e >= nq + d4n || e >= n_items || c >= 2 * half4) continue;
     const bool first_half = c < half4;
-    const vec4 other = kv[first_half ? e + half4 : e - half4];
+    const vec4 other = kv[e / d4n * qp + (first_half ? c + half4 : c - half4)];
     in_[i].x = first_half ? in_[i].x * in_[i].cosv - other * in_[i].sinv : in_[i].x * in_[i].cosv + other * in_[i].sinv;
   }
   barrier();  // every partner read before the rotated values land
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG;
     if (e < nq) {
-      kv[e] = in_[i].x;
+      kv[e / d4n * qp + e % d4n] = in_[i].x;
     } else if (e < nq + d4n && e < n_items) {
       const uint c = e - nq;
       kv[k_at + j_new * kp + c] = in_[i].x;
@@ -225,7 +226,7 @@ void main() {
   const uint tid = gl_LocalInvocationID.x, C = p.chunk_size, G = p.group, sp = C + 1;
   const uint d4n = p.D / 4, v4n = p.Dv / 4, kp = d4n + 1, vp = v4n + 1;
 #ifdef STEP
-  const uint k_at = (G + 1) * d4n;  // after q and the new key (kept for the key's reduction)
+  const uint k_at = (G + 1) * kp;  // after the rows of q and of the new key (its norm's scratch)
 #else
   const uint k_at = 0;
 #endif
@@ -286,7 +287,7 @@ void main() {
         if (key >= lo && key < hi && qrow >= ROW0 && qrow < ROW0 + ROWS) {
           vec4 acc = vec4(0.0);
 #ifdef STEP
-          for (uint d = 0; d < d4n; ++d) acc += kv[h * d4n + d] * kv[k_at + j * kp + d];
+          for (uint d = 0; d < d4n; ++d) acc += kv[h * kp + d] * kv[k_at + j * kp + d];
 #else
           const uint q_at = p.q_first + (qrow - ROW0) * p.D;
           for (uint d = 0; d < d4n; ++d) acc += LOAD4(q, q4, q_at + 4 * d) * kv[j * kp + d];

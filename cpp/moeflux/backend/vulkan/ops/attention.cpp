@@ -68,8 +68,9 @@ std::int64_t decode_chunk(const Dims& d) {
 constexpr std::int64_t kStepPrepItems = 2 * 256;  // PREP * WG of attention_decode_step
 std::int64_t step_chunk(const Dims& d) {
   if (d.D % 4 != 0 || d.Dv % 4 != 0) return 0;
-  const std::int64_t group = d.nh / d.nkv, inputs = (group + 1) * (d.D / 4), row_vec4s = d.D / 4 + d.Dv / 4 + 2;
-  if (inputs > kDecodeScores || inputs + d.Dv / 4 > kStepPrepItems || inputs >= kDecodeKvVec4s) return 0;
+  const std::int64_t group = d.nh / d.nkv, items = (group + 1) * (d.D / 4), row_vec4s = d.D / 4 + d.Dv / 4 + 2;
+  const std::int64_t inputs = (group + 1) * (d.D / 4 + 1);  // q's rows and the new key's, padded
+  if (items > kDecodeScores || items + d.Dv / 4 > kStepPrepItems || inputs >= kDecodeKvVec4s) return 0;
   const std::int64_t chunk = std::min({kDecodeMaxChunk, (kDecodeKvVec4s - inputs) / row_vec4s, kDecodeScores / group - 1});
   return chunk >= 4 && group <= kDecodeScores / 8 ? chunk : 0;
 }
