@@ -194,7 +194,7 @@ TEST_P(VulkanDeviceCache, UploadsAheadCountAndComputeAsUploadsInMoeExperts) {
   }
 }
 
-TEST_F(VulkanTest, UploadExpertWithoutADeviceTierUploadsNothing) {
+TEST_F(VulkanTest, UploadExpertOutsideATierOrABatch) {
   const Experts experts(Dtype::f32, 32, 16);
   const std::vector<std::int32_t> batch{1, 3};
   for (Backend* b : {static_cast<Backend*>(cpu_.get()), static_cast<Backend*>(gpu_.get())}) {
@@ -208,6 +208,15 @@ TEST_F(VulkanTest, UploadExpertWithoutADeviceTierUploadsNothing) {
                     "expert 2 of layer 3 is not in the batch begun by begin_expert_uploads");
   EXPECT_TRUE(gpu_->upload_expert(experts.weights(batch)[1]));
   EXPECT_EQ(gpu_->stats().at("device_misses"), 1);
+  // The batch given up (as on a read error): a later call that did not begin it counts a hit.
+  const std::vector<std::int32_t> three{3}, ids{3};
+  const std::vector<float> weight{1.0f};
+  Guarded x(*gpu_, {1, 32}, random_values(32, 77)), out(*gpu_, {1, 32});
+  const std::vector<backend::ExpertWeights> held{{{}, {}, {}, kLayer, 3, true}};
+  gpu_->moe_experts(x.tensor(), {1, 1, ids, weight, three}, held, out.tensor(), false);
+  EXPECT_EQ(gpu_->stats().at("device_hits"), 1);
+  EXPECT_EQ(gpu_->stats().at("device_misses"), 1);
+  EXPECT_THROW(gpu_->upload_expert(experts.weights(batch)[0]), ShapeError);  // no batch begun
 }
 
 TEST_F(VulkanTest, DeviceCacheBudgetBelowKRecordsIsRefused) {

@@ -228,8 +228,9 @@ std::array<Tensor, 3> VulkanBackend::slot_tensors(std::uint32_t slot, const Expe
 void VulkanBackend::upload_to_slot(const ExpertWeights& w, const std::array<Tensor, 3>& blocks) {
   DeviceExpertCache& cache = *expert_cache_;
   for (std::size_t r = 0; r < 3; ++r) {
-    write_weight(r == 0 ? w.gate : r == 1 ? w.up : w.down, blocks[r], /*on_transfer=*/true);
-    cache.stats.bytes_uploaded += weight_form(r == 0 ? w.gate : r == 1 ? w.up : w.down, "moe_experts").bytes;
+    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    write_weight(view, blocks[r], /*on_transfer=*/true);
+    cache.stats.bytes_uploaded += weight_form(view, "moe_experts").bytes;
   }
   context_->recorder.flush_transfers();  // this expert's copies start now
 }
@@ -302,6 +303,16 @@ void VulkanBackend::begin_expert_uploads(int layer, std::span<const std::int32_t
   util::SlotPools& slots = cache.slots();
   slots.begin_batch();
   for (const std::int32_t e : batch) slots.find(m, e);  // pinned: no upload of this batch evicts one
+}
+
+void VulkanBackend::close_expert_uploads(std::span<const ExpertWeights> experts) {
+  const bool begun = upload_layer_ >= 0 && !experts.empty() && experts.size() == upload_batch_.size() &&
+                     expert_cache_->moe_layer(experts.front().layer) == upload_layer_ &&
+                     std::equal(experts.begin(), experts.end(), upload_batch_.begin(),
+                                [](const ExpertWeights& w, std::int32_t e) { return w.expert == e; });
+  if (!begun && expert_cache_) expert_cache_->clear_uploaded_ahead();
+  upload_layer_ = -1;
+  upload_batch_.clear();
 }
 
 bool VulkanBackend::upload_expert(const ExpertWeights& w) {

@@ -129,6 +129,10 @@ class VulkanBackend final : public Backend {
   // upload of w's bytes into them on the transfer lane, started at once.
   std::array<Tensor, 3> slot_tensors(std::uint32_t slot, const ExpertWeights& w) const;
   void upload_to_slot(const ExpertWeights& w, const std::array<Tensor, 3>& blocks);
+  // Called first by moe_experts: ends the upload batch. The slots uploaded ahead are this call's
+  // only when it runs the batch begun; any other call (after a batch given up on an error) drops
+  // their marks, so that its lookups count hits as usual.
+  void close_expert_uploads(std::span<const ExpertWeights> experts);
 
   // The pair kernels of few tokens (ops/moe_pairs.cpp): every (token, slot) of `routing` [T, 2k]
   // whose expert has an entry in `table` (E entries of 6 words: block addresses) runs
