@@ -67,6 +67,69 @@ def test_bit_identical_across_device_and_host_budgets(name, packed):
         assert got[2] == want[2], key
 
 
+def simulate_shared_pool(calls, slots, capacity):
+    """Hits, misses and evictions of one pool of `slots` device slots shared by every MoE layer
+    (util/slot_pools.h), fed as moe_block feeds it: per forward call and MoE layer, the call's
+    experts (ascending) in batches of at most `capacity`; a batch's resident experts are pinned and
+    made most recent (ascending), then its misses take the least recently used unpinned slots."""
+    lru: list[tuple[int, int]] = []  # oldest first
+    hits = misses = evictions = 0
+    for routing in calls:  # [tokens, moe_layers, k]
+        for layer in range(routing.shape[1]):
+            unique = sorted(set(int(e) for e in routing[:, layer, :].ravel()))
+            for begin in range(0, len(unique), capacity):
+                batch = [(layer, e) for e in unique[begin : begin + capacity]]
+                held = [key for key in batch if key in lru]
+                for key in held:
+                    lru.remove(key)
+                    lru.append(key)
+                hits += len(held)
+                for key in batch:
+                    if key in held:
+                        continue
+                    if len(lru) == slots:
+                        lru.remove(next(old for old in lru if old not in batch))
+                        evictions += 1
+                    lru.append(key)
+                    misses += 1
+    return hits, misses, evictions
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_streaming_counts_what_the_policy_says(name, packed):
+    """The smallest host budget (every device miss is read from disk, in batches of k) and a device
+    tier one slot short of per-layer pools (one pool shared by every layer): each miss is uploaded
+    as its read lands. Bits as with every expert resident, and the device tier's counters exactly
+    what its policy gives for the routing that ran."""
+    path = packed(name)
+    k, total, stride, slot = sizes(path)
+    resident = vulkan(path)
+    ids = prompt(resident.info["vocab_size"])
+    want = run(resident, ids)
+    record = resident.stats()["device_bytes_uploaded"] / total  # every expert loaded once at open
+    assert record == int(record) and 0 < record <= slot
+    slots = resident.routing.experts.shape[1] * k - 1  # MoE layers x k - 1
+    model = vulkan(path, device_cache_bytes=slots * slot, cache_bytes=k * stride)
+    got = run(model, ids)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2]
+
+    s = model.stats()
+    assert s["device_slots"] == slots and s["device_routed_layers"] == 0
+    routing = model.routing.experts
+    split = len(ids) - 6  # run(): one prefill call, then one token per call
+    calls = [routing[:split]] + [routing[i : i + 1] for i in range(split, len(routing))]
+    hits, misses, evictions = simulate_shared_pool(calls, slots, k)
+    assert (s["device_hits"], s["device_misses"], s["device_evictions"]) == (hits, misses, evictions)
+    assert hits > 0 and evictions > 0
+    assert s["device_bytes_uploaded"] == misses * record
+    assert s["device_upload_seconds"] > 0
+    # the store reads only what the device tier lacks, and its one-batch host tier holds little
+    assert s["expert_hits"] + s["expert_misses"] == misses
+    assert s["expert_bytes_read"] == s["expert_misses"] * stride
+
+
 def test_warm_device_tier_serves_hits_without_uploads(packed):
     path = packed(NAMES[0])
     model = vulkan(path)

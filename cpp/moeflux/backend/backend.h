@@ -220,6 +220,15 @@ class Backend {
   virtual std::vector<bool> experts_held(int /*layer*/, std::span<const std::int32_t> experts) const {
     return std::vector<bool>(experts.size(), false);
   }
+  // Uploads of one batch of experts as the expert store hands their records over, so that copies
+  // overlap the reads still in flight. begin_expert_uploads starts the batch (the experts of one
+  // moe_experts call, at most expert_capacity): those of `batch` the device tier holds are kept
+  // from eviction until the batch's moe_experts. upload_expert then copies one expert of the batch
+  // that the tier does not hold into it, its copies started, and returns true; moe_experts takes
+  // it as held (on_device). false: nothing was uploaded (no device tier), pass its bytes as before.
+  // The counters (hits, misses, bytes uploaded, evictions) come out as if moe_experts had uploaded it.
+  virtual void begin_expert_uploads(int /*layer*/, std::span<const std::int32_t> /*batch*/) {}
+  virtual bool upload_expert(const ExpertWeights& /*expert*/) { return false; }
   // True when the device tier has a slot for every expert; the engine then loads them all up front
   // (load_experts), so that every MoE layer can route on the device.
   virtual bool expert_cache_holds_all() const { return false; }

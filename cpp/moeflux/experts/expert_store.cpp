@@ -1,5 +1,6 @@
 // The public expert store: plans the slots from the budget, looks every fetch up in the slot
-// cache, and reads all of a fetch's misses in one call of the read path.
+// cache, and reads all of a fetch's misses in one call of the read path, handing each record to the
+// caller as it lands.
 #include "moeflux/experts/expert_store.h"
 
 #include <algorithm>
@@ -63,6 +64,7 @@ struct ExpertStore::Impl {
   StoreStats stats;
   std::vector<ReadRequest> requests;  // reused by every fetch
   std::vector<std::uint32_t> request_slots;
+  std::vector<std::size_t> request_experts;  // per request: its index in the fetch's experts
 };
 
 ExpertStore::ExpertStore(std::shared_ptr<const format::PackedModel> model, const StoreOptions& options) {
@@ -84,7 +86,8 @@ std::uint64_t ExpertStore::min_cache_bytes(const format::PackedModel& model, int
   return experts::min_cache_bytes(model.manifest(), k);
 }
 
-std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int32_t> experts) {
+std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int32_t> experts,
+                                             const RecordReady& on_ready) {
   Impl& s = *impl_;
   const int m = s.moe_layer(layer);
   const format::ExpertLayerEntry& entry = s.model->manifest().expert_layers[static_cast<std::size_t>(m)];
@@ -100,10 +103,13 @@ std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int
   s.cache.begin_batch();
   std::vector<std::int64_t> slots(experts.size());
   for (std::size_t i = 0; i < experts.size(); ++i) slots[i] = s.cache.find(m, experts[i]);
+  std::vector<bool> hit(experts.size());
   s.requests.clear();
   s.request_slots.clear();
+  s.request_experts.clear();
   for (std::size_t i = 0; i < experts.size(); ++i) {
-    if (slots[i] >= 0) {
+    hit[i] = slots[i] >= 0;
+    if (hit[i]) {
       ++s.stats.hits;
       continue;
     }
@@ -121,29 +127,10 @@ std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int
     r.expert = experts[i];
     s.requests.push_back(r);
     s.request_slots.push_back(slot);
+    s.request_experts.push_back(i);
   }
 
-  if (!s.requests.empty()) {
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      s.reader.read(s.requests);
-    } catch (...) {  // nothing is in flight (ReadPath::read); no slot may claim unread bytes
-      for (std::uint32_t slot : s.request_slots) s.cache.discard(slot);
-      throw;
-    }
-    s.stats.read_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const ReadRequest* first_failure = nullptr;
-    std::size_t failed = 0;
-    for (std::size_t i = 0; i < s.requests.size(); ++i) {
-      const ReadRequest& r = s.requests[i];
-      s.stats.bytes_read += r.done;
-      if (r.ok()) continue;
-      s.cache.discard(s.request_slots[i]);
-      if (failed++ == 0) first_failure = &r;
-    }
-    if (first_failure != nullptr) s.throw_read_error(*first_failure, failed);
-  }
-
+  // Every record's views are known before its bytes: on_ready can hand each over as it lands.
   std::vector<ExpertRecord> records(experts.size());
   for (std::size_t i = 0; i < experts.size(); ++i) {
     const std::byte* base = s.memory.slot(static_cast<std::uint64_t>(slots[i]));
@@ -154,6 +141,49 @@ std::vector<ExpertRecord> ExpertStore::fetch(int layer, std::span<const std::int
                                    b.group_size, b.scale_dtype});
     }
   }
+  const auto announce_hits = [&] {
+    for (std::size_t i = 0; i < experts.size(); ++i)
+      if (hit[i]) on_ready(i, records[i]);
+  };
+  if (s.requests.empty()) {
+    if (on_ready) announce_hits();
+    return records;
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  auto last_landed = start;
+  ReadDone on_done;
+  if (on_ready) {
+    // The hits go with the first read to land, so that their use overlaps the reads in flight.
+    on_done = [&, hits_announced = false](std::size_t j) mutable {
+      last_landed = std::chrono::steady_clock::now();
+      if (!hits_announced) {
+        hits_announced = true;
+        announce_hits();
+      }
+      if (s.requests[j].ok()) on_ready(s.request_experts[j], records[s.request_experts[j]]);
+    };
+  }
+  try {
+    s.reader.read(s.requests, on_done);
+  } catch (...) {  // nothing is in flight (ReadPath::read); no slot may claim unread bytes
+    for (const ReadRequest& r : s.requests) s.stats.bytes_read += r.done;
+    for (std::uint32_t slot : s.request_slots) s.cache.discard(slot);
+    throw;
+  }
+  // With on_ready, the time until the last read landed (its work after that is not reading).
+  const auto end = on_ready ? last_landed : std::chrono::steady_clock::now();
+  s.stats.read_wait_seconds += std::chrono::duration<double>(end - start).count();
+  const ReadRequest* first_failure = nullptr;
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < s.requests.size(); ++i) {
+    const ReadRequest& r = s.requests[i];
+    s.stats.bytes_read += r.done;
+    if (r.ok()) continue;
+    s.cache.discard(s.request_slots[i]);
+    if (failed++ == 0) first_failure = &r;
+  }
+  if (first_failure != nullptr) s.throw_read_error(*first_failure, failed);
   return records;
 }
 

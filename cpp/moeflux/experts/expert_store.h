@@ -64,11 +64,19 @@ class ExpertStore {
   // The most experts of `layer` one fetch may hold at once (>= k).
   int capacity(int layer) const;
 
+  // Called by fetch for each record (by its index in `experts`) as soon as its bytes are there,
+  // while reads of others may still be in flight; the record is the one fetch returns.
+  using RecordReady = std::function<void(std::size_t index, const ExpertRecord& record)>;
+
   // Records of `experts` (ascending, unique, at most capacity(layer)) of decoder layer `layer`:
   // misses are all read at once. The views stay valid until the next fetch. On a read error, throws
   // IoError naming the file, expert and errno (FormatError when the file ended early); every read
-  // has finished by then, and the cache stays consistent and usable.
-  std::vector<ExpertRecord> fetch(int layer, std::span<const std::int32_t> experts);
+  // has finished by then, and the cache stays consistent and usable. on_ready, when given, gets
+  // each record once, hits with the first read to land (at once when there are no misses), misses
+  // as their reads land; a failed read is never announced. When on_ready throws, every read is
+  // drained, none of this fetch's misses stays cached, and the first exception is rethrown.
+  std::vector<ExpertRecord> fetch(int layer, std::span<const std::int32_t> experts,
+                                  const RecordReady& on_ready = {});
 
   // Smallest cache_bytes a model can run with at top-k = k.
   static std::uint64_t min_cache_bytes(const format::PackedModel& model, int k);

@@ -11,9 +11,14 @@ namespace {
 constexpr std::uint64_t kMaxChunk = std::uint64_t{1} << 30;  // Linux returns at most ~2 GiB per call
 }
 
-void PreadReader::read(std::span<ReadRequest> requests) {
-  for (ReadRequest& r : requests) {
-    if (r.error != 0) continue;
+void PreadReader::read(std::span<ReadRequest> requests, const ReadDone& on_done) {
+  ReadAnnouncer announce(on_done);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    ReadRequest& r = requests[i];
+    if (r.error != 0) {
+      announce(i);  // skipped: finished already
+      continue;
+    }
     r.done = 0;
     r.eof = false;
     while (r.done < r.length) {
@@ -30,7 +35,9 @@ void PreadReader::read(std::span<ReadRequest> requests) {
       }
       r.done += static_cast<std::uint64_t>(n);
     }
+    announce(i);
   }
+  announce.rethrow();
 }
 
 }  // namespace moeflux::experts

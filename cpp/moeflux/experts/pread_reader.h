@@ -11,7 +11,7 @@ namespace moeflux::experts {
 class PreadReader final : public ReadPath {
  public:
   explicit PreadReader(std::vector<int> fds) : fds_(std::move(fds)) {}
-  void read(std::span<ReadRequest> requests) override;
+  void read(std::span<ReadRequest> requests, const ReadDone& on_done) override;
 
  private:
   std::vector<int> fds_;

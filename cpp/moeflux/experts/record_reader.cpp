@@ -79,32 +79,55 @@ void RecordReader::inject(std::span<ReadRequest> requests) const {
   }
 }
 
-void RecordReader::read(std::span<ReadRequest> requests) {
+void RecordReader::read(std::span<ReadRequest> requests, const ReadDone& on_done) {
   if (path_ == nullptr) use_buffered();  // an earlier fallback could not reopen the files
   inject(requests);
-  path_->read(requests);
-  if (mode_ != IoMode::direct || direct_confirmed_) return;
+  if (mode_ != IoMode::direct || direct_confirmed_) {
+    path_->read(requests, on_done);
+    return;
+  }
+  // Until a direct read has succeeded, EINVAL may mean the file system refuses O_DIRECT and the
+  // read is retried buffered: such reads are announced only once their outcome is final.
+  ReadDone announce_final;
+  if (on_done) {
+    announce_final = [&](std::size_t index) {
+      if (requests[index].error != EINVAL) on_done(index);
+    };
+  }
+  path_->read(requests, announce_final);
   const bool any_ok = std::any_of(requests.begin(), requests.end(), [](const ReadRequest& r) { return r.ok(); });
-  const bool refused =
-      std::any_of(requests.begin(), requests.end(), [](const ReadRequest& r) { return r.error == EINVAL; });
-  if (any_ok || !refused) {
+  std::vector<std::size_t> refused;
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    if (requests[i].error == EINVAL) refused.push_back(i);
+  if (any_ok || refused.empty()) {
     direct_confirmed_ = any_ok;
+    ReadAnnouncer announce(on_done);  // their EINVAL is final: a real error
+    for (const std::size_t index : refused) announce(index);
+    announce.rethrow();
     return;
   }
   // The file system accepted O_DIRECT at open but refuses the reads: read buffered from now on.
   use_buffered();
   std::vector<ReadRequest> retry;
-  for (const ReadRequest& r : requests) {
-    if (r.error != EINVAL) continue;
-    retry.push_back(r);
+  for (const std::size_t index : refused) {
+    retry.push_back(requests[index]);
     retry.back().error = 0;
   }
   inject(retry);
-  path_->read(retry);
-  std::size_t next = 0;
-  for (ReadRequest& r : requests) {
-    if (r.error == EINVAL) r = retry[next++];
+  ReadDone announce_retry;
+  if (on_done) {
+    announce_retry = [&](std::size_t j) {
+      requests[refused[j]] = retry[j];
+      on_done(refused[j]);
+    };
   }
+  try {
+    path_->read(retry, announce_retry);
+  } catch (...) {
+    for (std::size_t j = 0; j < retry.size(); ++j) requests[refused[j]] = retry[j];
+    throw;
+  }
+  for (std::size_t j = 0; j < retry.size(); ++j) requests[refused[j]] = retry[j];
 }
 
 std::int64_t RecordReader::current_size(std::size_t index) const {

@@ -29,8 +29,9 @@ class RecordReader {
   RecordReader(const RecordReader&) = delete;
   RecordReader& operator=(const RecordReader&) = delete;
 
-  // Asks the fault injector about every request, then reads them all (ReadPath::read).
-  void read(std::span<ReadRequest> requests);
+  // Asks the fault injector about every request, then reads them all (ReadPath::read, on_done
+  // included). A read that may yet be retried buffered is announced after its retry.
+  void read(std::span<ReadRequest> requests, const ReadDone& on_done = {});
 
   IoMode mode() const { return mode_; }
   const ExpertFile& file(std::size_t index) const { return files_[index]; }

@@ -34,17 +34,20 @@ UringReader::~UringReader() {
   if (ring_) io_uring_queue_exit(ring_.get());
 }
 
-void UringReader::read(std::span<ReadRequest> requests) {
-  queue_.assign(requests.size(), 0);  // the only allocation; nothing is in flight yet
+void UringReader::read(std::span<ReadRequest> requests, const ReadDone& on_done) {
+  queue_.assign(requests.size(), 0);  // the only allocations; nothing is in flight yet
+  finished_.clear();
+  finished_.reserve(requests.size());
   queue_head_ = queue_count_ = 0;
+  ReadAnnouncer announce(on_done);
   const auto push = [&](std::size_t index) {
     queue_[(queue_head_ + queue_count_++) % queue_.size()] = index;
   };
   for (std::size_t i = 0; i < requests.size(); ++i) {
     ReadRequest& r = requests[i];
-    if (r.error != 0) continue;
-    if (broken_ != 0) {
-      r.error = broken_;
+    if (r.error == 0 && broken_ != 0) r.error = broken_;
+    if (r.error != 0) {
+      announce(i);  // skipped: finished already
       continue;
     }
     r.done = 0;
@@ -53,7 +56,7 @@ void UringReader::read(std::span<ReadRequest> requests) {
   }
 
   unsigned in_flight = 0;
-  while (queue_count_ > 0 || in_flight > 0) {
+  const auto prepare = [&] {  // SQEs for queued requests, up to the queue depth
     while (queue_count_ > 0 && in_flight < queue_depth_) {
       io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
       if (sqe == nullptr) break;  // cannot happen: in_flight never exceeds the ring's entries
@@ -68,9 +71,13 @@ void UringReader::read(std::span<ReadRequest> requests) {
       io_uring_sqe_set_data64(sqe, index);
       ++in_flight;
     }
-    const int ret = io_uring_submit_and_wait(ring_.get(), 1);
+  };
+  while (queue_count_ > 0 || in_flight > 0) {
+    prepare();
+    int ret = io_uring_submit_and_wait(ring_.get(), 1);
     if (ret < 0 && !transient(-ret)) {
-      fail_and_drain(requests, -ret, in_flight);
+      fail_and_drain(requests, -ret, in_flight, announce);
+      announce.rethrow();
       return;
     }
     unsigned head = 0, seen = 0;
@@ -81,28 +88,54 @@ void UringReader::read(std::span<ReadRequest> requests) {
     }
     io_uring_cq_advance(ring_.get(), seen);
     in_flight -= seen;
+    // The freed queue depth goes to waiting requests before the callbacks run, so that the disk
+    // stays busy while they work; the finished requests are announced either way.
+    ret = 0;
+    if (!finished_.empty() && queue_count_ > 0) {
+      prepare();
+      ret = io_uring_submit(ring_.get());
+    }
+    for (const std::size_t index : finished_) announce(index);
+    finished_.clear();
+    if (ret < 0 && !transient(-ret)) {
+      fail_and_drain(requests, -ret, in_flight, announce);
+      announce.rethrow();
+      return;
+    }
   }
+  announce.rethrow();
 }
 
 void UringReader::complete(std::span<ReadRequest> requests, std::size_t index, int result) {
   ReadRequest& r = requests[index];
   if (result == -EAGAIN || result == -EINTR) {
     queue_[(queue_head_ + queue_count_++) % queue_.size()] = index;
-  } else if (result < 0) {
+    return;
+  }
+  if (result < 0) {
     r.error = -result;
   } else if (r.pos + static_cast<std::uint64_t>(result) <= r.done) {
     r.eof = true;  // nothing beyond what an earlier read returned: the file ends inside the record
   } else {
     r.done = r.pos + static_cast<std::uint64_t>(result);
-    if (r.done < r.length) queue_[(queue_head_ + queue_count_++) % queue_.size()] = index;
+    if (r.done < r.length) {
+      queue_[(queue_head_ + queue_count_++) % queue_.size()] = index;
+      return;
+    }
   }
+  finished_.push_back(index);  // within its reserved capacity: each request finishes once
 }
 
 // io_uring_enter itself failed (not one read): fail what is left, wait for the reads the kernel
 // took, and start a fresh ring, so that no read can still land in a slot after we return.
-void UringReader::fail_and_drain(std::span<ReadRequest> requests, int error, unsigned in_flight) {
-  for (ReadRequest& r : requests) {
-    if (r.error == 0 && !r.eof && r.done < r.length) r.error = error;
+void UringReader::fail_and_drain(std::span<ReadRequest> requests, int error, unsigned in_flight,
+                                 ReadAnnouncer& announce) {
+  finished_.clear();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    ReadRequest& r = requests[i];
+    if (r.error != 0 || r.eof || r.done >= r.length) continue;
+    r.error = error;
+    finished_.push_back(i);
   }
   unsigned taken = in_flight - io_uring_sq_ready(ring_.get());
   while (taken > 0) {
@@ -119,6 +152,8 @@ void UringReader::fail_and_drain(std::span<ReadRequest> requests, int error, uns
     ring_.reset();
     broken_ = -ret;
   }
+  for (const std::size_t index : finished_) announce(index);  // nothing is in flight now
+  finished_.clear();
 }
 
 }  // namespace moeflux::experts

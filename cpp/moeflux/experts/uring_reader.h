@@ -19,12 +19,13 @@ class UringReader final : public ReadPath {
   UringReader(const UringReader&) = delete;
   UringReader& operator=(const UringReader&) = delete;
 
-  void read(std::span<ReadRequest> requests) override;
+  void read(std::span<ReadRequest> requests, const ReadDone& on_done) override;
 
  private:
   UringReader(std::vector<int> fds, unsigned queue_depth, std::unique_ptr<io_uring> ring);
+  // Records a completion; a request that has finished (ok or failed) goes to finished_.
   void complete(std::span<ReadRequest> requests, std::size_t index, int result);
-  void fail_and_drain(std::span<ReadRequest> requests, int error, unsigned in_flight);
+  void fail_and_drain(std::span<ReadRequest> requests, int error, unsigned in_flight, ReadAnnouncer& announce);
 
   std::vector<int> fds_;
   unsigned queue_depth_ = 0;
@@ -33,6 +34,7 @@ class UringReader final : public ReadPath {
   // Requests waiting for submission: a circular queue that never allocates while reads are in flight.
   std::vector<std::size_t> queue_;
   std::size_t queue_head_ = 0, queue_count_ = 0;
+  std::vector<std::size_t> finished_;  // requests finished by the completions just reaped
 };
 
 }  // namespace moeflux::experts

@@ -39,6 +39,8 @@ class SlotPools {
 
   // Whether (layer, expert) holds a slot now; touches nothing (no pin, no recency).
   bool holds(int layer, int expert) const { return resident_[layer][expert] != kNone; }
+  // The slot holding (layer, expert), or -1; touches nothing.
+  std::int64_t slot_of(int layer, int expert) const { return resident_[layer][expert]; }
   std::uint32_t pool_size(int layer) const { return pools_[pool_of_layer_[layer]].size; }
   // Least to most recently used experts of the layer's pool, as (layer, expert); for tests.
   std::vector<std::pair<int, int>> lru_order(int layer) const;

@@ -1,6 +1,8 @@
 // The device tier of the expert cache (its policy: tests/cpp/util/slot_pools_test.cpp): budgets refused
 // below k records, and moe_experts served from a tiny tier giving the bits of a full one, with
-// hits, misses and evictions counted as the policy says.
+// hits, misses and evictions counted as the policy says; misses uploaded ahead (upload_expert, as
+// reads land) computing and counting exactly as misses uploaded by moe_experts.
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <string>
@@ -8,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/fixtures.h"
 #include "moeflux/backend/vulkan/device_expert_cache.h"
 #include "moeflux/util/error.h"
 #include "named_experts.h"
@@ -94,6 +97,127 @@ TEST_P(VulkanDeviceCache, TinyBudgetGivesTheBitsOfAFullOne) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanDeviceCache, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),
                          op_case_name);
+
+// The two ways moe_block gives moe_experts a device batch: the misses' bytes, uploaded by
+// moe_experts itself; or each miss uploaded ahead by upload_expert as its read lands (here in
+// reverse order, as reads may land), then marked held.
+enum class Uploads { in_moe_experts, ahead };
+
+struct Streamed {
+  std::vector<std::vector<float>> outputs;                  // per step
+  std::vector<std::map<std::string, double>> stats;         // per step, cumulative
+  std::vector<std::vector<std::pair<int, int>>> lru;        // per step: the pool's recency order
+};
+
+Streamed run_streamed(backend::vk::VulkanBackend& b, const Experts& experts, int k, std::int64_t H, Uploads how) {
+  Streamed result;
+  const auto capacity = static_cast<std::size_t>(b.expert_capacity(kLayer));
+  EXPECT_GE(capacity, static_cast<std::size_t>(k));
+  for (unsigned step = 0; step < 10; ++step) {
+    const std::int64_t T = step % 3 == 2 ? 3 : 1;
+    std::vector<std::int32_t> ids;
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (int j = 0; j < k; ++j)
+        ids.push_back(static_cast<std::int32_t>((step * 7 + static_cast<unsigned>(t) * 3 + static_cast<unsigned>(j) * 2) % kExperts));
+    }
+    std::vector<std::int32_t> unique = ids;
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    const std::vector<float> weights = random_values(ids.size(), 2800 + step, 0.1f, 1.0f);
+    Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 2900 + step));
+    Guarded out(b, {T, H});
+    for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
+      const auto batch = std::span(unique).subspan(begin, std::min(capacity, unique.size() - begin));
+      const std::vector<bool> held = b.experts_held(kLayer, batch);
+      std::vector<backend::ExpertWeights> given = experts.weights(batch);
+      if (how == Uploads::ahead) {
+        b.begin_expert_uploads(kLayer, batch);
+        for (std::size_t i = batch.size(); i-- > 0;) {
+          if (held[i]) continue;
+          EXPECT_TRUE(b.upload_expert(given[i]));
+        }
+        // Every expert of the batch is on the device now: the held ones were not evicted.
+        const std::vector<bool> now = b.experts_held(kLayer, batch);
+        EXPECT_TRUE(std::all_of(now.begin(), now.end(), [](bool h) { return h; })) << "step " << step;
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (held[i] || how == Uploads::ahead) given[i] = {{}, {}, {}, kLayer, batch[i], true};
+      }
+      b.moe_experts(x.tensor(), {T, k, ids, weights, batch}, given, out.tensor(), begin > 0);
+    }
+    out.expect_guards_intact("moe_experts");
+    result.outputs.push_back(out.values());
+    result.stats.push_back(b.stats());
+    result.lru.push_back(b.expert_cache()->slots().lru_order(0));
+  }
+  return result;
+}
+
+TEST_P(VulkanDeviceCache, UploadsAheadCountAndComputeAsUploadsInMoeExperts) {
+  const std::int64_t H = 96, I = 64;
+  const int k = 2;
+  const Experts experts(GetParam().dtype, H, I);
+  const std::uint64_t slot = gpu_->expert_slot_bytes(experts.layout(k));
+  std::vector<float> want;  // every expert resident
+  gpu_->configure_expert_cache(experts.layout(k), 0);
+  for (const auto& o : run_streamed(*gpu_, experts, k, H, Uploads::in_moe_experts).outputs)
+    want.insert(want.end(), o.begin(), o.end());
+  for (const std::uint64_t budget : {std::uint64_t{3} * slot, std::uint64_t{4} * slot}) {
+    SCOPED_TRACE(util::concat("device budget ", budget / slot, " slots"));
+    gpu_->configure_expert_cache(experts.layout(k), budget);
+    gpu_->reset_stats();
+    const Streamed before = run_streamed(*gpu_, experts, k, H, Uploads::in_moe_experts);
+    gpu_->configure_expert_cache(experts.layout(k), budget);
+    gpu_->reset_stats();
+    const Streamed ahead = run_streamed(*gpu_, experts, k, H, Uploads::ahead);
+    std::vector<float> got;
+    for (std::size_t step = 0; step < ahead.outputs.size(); ++step) {
+      SCOPED_TRACE(util::concat("step ", step));
+      expect_same_bits(ahead.outputs[step], before.outputs[step], "uploads ahead");
+      got.insert(got.end(), ahead.outputs[step].begin(), ahead.outputs[step].end());
+      for (const char* key : {"device_hits", "device_misses", "device_evictions", "device_bytes_uploaded"})
+        EXPECT_EQ(ahead.stats[step].at(key), before.stats[step].at(key)) << key;
+      EXPECT_EQ(ahead.lru[step], before.lru[step]);  // the same recency: later evictions agree too
+    }
+    expect_same_bits(got, want, "against every expert resident");
+    // Self-consistent: every miss uploaded one record, whose bytes the first step shows.
+    const auto& first = ahead.stats.front();
+    const auto& last = ahead.stats.back();
+    ASSERT_GT(first.at("device_misses"), 0);
+    const double record = first.at("device_bytes_uploaded") / first.at("device_misses");
+    EXPECT_GT(record, 0);
+    EXPECT_LE(record, static_cast<double>(slot));
+    EXPECT_EQ(last.at("device_bytes_uploaded"), last.at("device_misses") * record);
+    EXPECT_GT(last.at("device_hits"), 0);
+    EXPECT_GT(last.at("device_evictions"), 0);
+    EXPECT_GT(last.at("device_upload_seconds"), 0);
+  }
+}
+
+TEST_F(VulkanTest, UploadExpertOutsideATierOrABatch) {
+  const Experts experts(Dtype::f32, 32, 16);
+  const std::vector<std::int32_t> batch{1, 3};
+  for (Backend* b : {static_cast<Backend*>(cpu_.get()), static_cast<Backend*>(gpu_.get())}) {
+    b->begin_expert_uploads(kLayer, batch);
+    EXPECT_FALSE(b->upload_expert(experts.weights(batch)[0])) << b->name();
+  }
+  gpu_->configure_expert_cache(experts.layout(2), 0);
+  gpu_->begin_expert_uploads(kLayer, batch);
+  const std::vector<std::int32_t> other{2};
+  EXPECT_THROW_WITH(gpu_->upload_expert(experts.weights(other)[0]), ShapeError,
+                    "expert 2 of layer 3 is not in the batch begun by begin_expert_uploads");
+  EXPECT_TRUE(gpu_->upload_expert(experts.weights(batch)[1]));
+  EXPECT_EQ(gpu_->stats().at("device_misses"), 1);
+  // The batch given up (as on a read error): a later call that did not begin it counts a hit.
+  const std::vector<std::int32_t> three{3}, ids{3};
+  const std::vector<float> weight{1.0f};
+  Guarded x(*gpu_, {1, 32}, random_values(32, 77)), out(*gpu_, {1, 32});
+  const std::vector<backend::ExpertWeights> held{{{}, {}, {}, kLayer, 3, true}};
+  gpu_->moe_experts(x.tensor(), {1, 1, ids, weight, three}, held, out.tensor(), false);
+  EXPECT_EQ(gpu_->stats().at("device_hits"), 1);
+  EXPECT_EQ(gpu_->stats().at("device_misses"), 1);
+  EXPECT_THROW(gpu_->upload_expert(experts.weights(batch)[0]), ShapeError);  // no batch begun
+}
 
 TEST_F(VulkanTest, DeviceCacheBudgetBelowKRecordsIsRefused) {
   const Experts experts(Dtype::f32, 32, 16);

@@ -53,20 +53,37 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
     // Experts the device tier holds are not read from the store.
     const std::vector<std::int32_t> unique = unique_experts(experts);
     std::size_t capacity = static_cast<std::size_t>(store.capacity(config.layer));
-    if (const int device = backend.expert_capacity(config.layer); device > 0)
-      capacity = std::min(capacity, static_cast<std::size_t>(device));
+    const int device = backend.expert_capacity(config.layer);  // > 0: the layer has a device tier
+    if (device > 0) capacity = std::min(capacity, static_cast<std::size_t>(device));
     MF_ASSERT(capacity >= 1, "expert batch capacity ", capacity);
     std::vector<backend::ExpertWeights> expert_weights;
     std::vector<std::int32_t> to_read;
+    std::vector<std::size_t> read_at;  // per expert read: its index in the batch
     for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
       const auto batch = std::span<const std::int32_t>(unique).subspan(begin, std::min(capacity, unique.size() - begin));
       const std::vector<bool> held = backend.experts_held(config.layer, batch);
       to_read.clear();
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        if (!held[i]) to_read.push_back(batch[i]);
+      read_at.clear();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (held[i]) continue;
+        to_read.push_back(batch[i]);
+        read_at.push_back(i);
+      }
+      // Each record goes to the device tier as soon as its read lands, while the others are in
+      // flight; a backend without a tier uploads nothing, and moe_experts gets the bytes instead.
+      std::vector<bool> uploaded(batch.size(), false);
+      const auto upload = [&](std::size_t j, const experts::ExpertRecord& record) {
+        MF_ASSERT(record.blocks.size() == 3, "expert record of ", record.expert, " has ", record.blocks.size(),
+                  " blocks");
+        uploaded[read_at[j]] =
+            backend.upload_expert({record.blocks[0], record.blocks[1], record.blocks[2], config.layer, record.expert});
+      };
       std::vector<experts::ExpertRecord> records;
       try {
-        if (!to_read.empty()) records = store.fetch(config.layer, to_read);
+        if (!to_read.empty()) {
+          if (device > 0) backend.begin_expert_uploads(config.layer, batch);
+          records = device > 0 ? store.fetch(config.layer, to_read, upload) : store.fetch(config.layer, to_read);
+        }
       } catch (const Error& e) {
         e.rethrow_with(util::concat("reading the experts of layer ", config.layer));
       }
@@ -78,7 +95,8 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
           continue;
         }
         MF_ASSERT(record != records.end() && record->blocks.size() == 3, "expert record of ", batch[i]);
-        expert_weights.push_back({record->blocks[0], record->blocks[1], record->blocks[2], config.layer, record->expert});
+        if (uploaded[i]) expert_weights.push_back({{}, {}, {}, config.layer, batch[i], true});
+        else expert_weights.push_back({record->blocks[0], record->blocks[1], record->blocks[2], config.layer, record->expert});
         ++record;
       }
       const backend::MoeRouting moe{T, k, experts, expert_weights_of, batch};

@@ -1,5 +1,6 @@
 // The device tier: slot storage and the VulkanBackend members that plan it, serve moe_experts
-// from it (misses uploaded into their slot through staging, hits with no transfer) and report it.
+// from it (misses uploaded into their slot through staging, hits with no transfer; or uploaded
+// ahead of it by upload_expert as their reads land) and report it.
 #include "moeflux/backend/vulkan/device_expert_cache.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "moeflux/backend/vulkan/ops/tensor_access.h"
 #include "moeflux/backend/vulkan/structs.h"
 #include "moeflux/backend/vulkan/vulkan_backend.h"
+#include "moeflux/format/quant.h"
 #include "moeflux/util/error.h"
 
 namespace moeflux::backend::vk {
@@ -45,6 +47,7 @@ std::uint64_t slots_for(const ExpertCacheLayout& layout, std::uint64_t slot_byte
 DeviceExpertCache::DeviceExpertCache(const std::shared_ptr<Context>& context, const ExpertCacheLayout& layout,
                                      std::array<std::uint64_t, 3> block_bytes, std::uint64_t budget_bytes)
     : slot_bytes_(block_bytes[0] + block_bytes[1] + block_bytes[2]),
+      block_bytes_(block_bytes),
       slots_(util::plan_pools(expert_counts(layout), slots_for(layout, slot_bytes_, budget_bytes), layout.k),
              expert_counts(layout)) {
   for (std::size_t m = 0; m < layout.layers.size(); ++m) {
@@ -62,6 +65,7 @@ DeviceExpertCache::DeviceExpertCache(const std::shared_ptr<Context>& context, co
     }
   }
   holder_.assign(n, {-1, -1});
+  uploaded_ahead_.assign(n, false);
   n_experts_ = expert_counts(layout);
   resident_.assign(n_experts_.size(), 0);
   for (const int e : n_experts_) max_experts_ = std::max(max_experts_, e);
@@ -102,6 +106,27 @@ void DeviceExpertCache::record_slot(Recorder& recorder, std::uint32_t s, int moe
   write_entry(recorder, moe_layer, expert, words);
   holder_[s] = {moe_layer, expert};
   ++resident_[static_cast<std::size_t>(moe_layer)];
+}
+
+void DeviceExpertCache::forget_slot(Recorder& recorder, std::uint32_t s) {
+  auto& [old_layer, old_expert] = holder_[s];
+  if (old_layer >= 0) {
+    write_entry(recorder, old_layer, old_expert, {});
+    --resident_[static_cast<std::size_t>(old_layer)];
+  }
+  slots_.discard(s);
+  holder_[s] = {-1, -1};
+  uploaded_ahead_[s] = false;
+}
+
+void DeviceExpertCache::mark_uploaded_ahead(std::uint32_t s) {
+  uploaded_ahead_[s] = true;
+  uploaded_ahead_list_.push_back(s);
+}
+
+void DeviceExpertCache::clear_uploaded_ahead() {
+  for (const std::uint32_t s : uploaded_ahead_list_) uploaded_ahead_[s] = false;
+  uploaded_ahead_list_.clear();
 }
 
 int DeviceExpertCache::moe_layer(int layer) const {
@@ -186,6 +211,30 @@ std::uint32_t VulkanBackend::expert_batch(std::span<const ExpertWeights> experts
   return expert_cache_->capacity(m);
 }
 
+std::array<Tensor, 3> VulkanBackend::slot_tensors(std::uint32_t slot, const ExpertWeights& w) const {
+  const auto& storage = expert_cache_->slot(slot);
+  std::array<Tensor, 3> out;
+  for (std::size_t r = 0; r < 3; ++r) {
+    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    const WeightForm form = weight_form(view, "moe_experts");
+    MF_CHECK(form.bytes <= storage[r]->bytes(), ShapeError, "[moe_experts] expert ", w.expert, " of layer ", w.layer,
+             " block '", view.name, "' needs ", form.bytes, " bytes on the device, more than its slot's ",
+             storage[r]->bytes(), " planned from the expert layout");
+    out[r] = weight_tensor(storage[r], form, view.shape);
+  }
+  return out;
+}
+
+void VulkanBackend::upload_to_slot(const ExpertWeights& w, const std::array<Tensor, 3>& blocks) {
+  DeviceExpertCache& cache = *expert_cache_;
+  for (std::size_t r = 0; r < 3; ++r) {
+    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    write_weight(view, blocks[r], /*on_transfer=*/true);
+    cache.stats.bytes_uploaded += weight_form(view, "moe_experts").bytes;
+  }
+  context_->recorder.flush_transfers();  // this expert's copies start now
+}
+
 std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const ExpertWeights> batch) {
   std::vector<std::array<Tensor, 3>> out(batch.size());
   auto blocks = [](const ExpertWeights& w) { return std::array<const format::TensorView*, 3>{&w.gate, &w.up, &w.down}; };
@@ -203,17 +252,25 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
   MF_ASSERT(batch.size() <= cache.capacity(m), batch.size(), " experts in a batch of capacity ", cache.capacity(m));
   util::SlotPools& slots = cache.slots();
   slots.begin_batch();
-  std::vector<std::int64_t> slot(batch.size());
-  for (std::size_t i = 0; i < batch.size(); ++i) slot[i] = slots.find(m, batch[i].expert);  // hits first
+  // Hits first, then the experts upload_expert put in ahead of this call (their miss is counted
+  // already), so that recency ends as if they were uploaded here: hits, then misses, each ascending.
+  std::vector<std::int64_t> slot(batch.size(), -1);
+  for (const bool ahead : {false, true}) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const std::int64_t held = slots.slot_of(m, batch[i].expert);
+      if (held < 0 || cache.uploaded_ahead(static_cast<std::uint32_t>(held)) != ahead) continue;
+      slot[i] = slots.find(m, batch[i].expert);
+      if (ahead) cache.clear_uploaded_ahead(static_cast<std::uint32_t>(held));
+      else ++cache.stats.hits;
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
   bool uploaded = false;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const bool hit = slot[i] >= 0;
     MF_ASSERT(hit || !batch[i].on_device, "expert ", batch[i].expert, " of layer ", batch[i].layer,
               " was held by the device tier and is gone");
-    if (hit) {
-      ++cache.stats.hits;
-    } else {
+    if (!hit) {
       bool evicted = false;
       slot[i] = slots.assign(m, batch[i].expert, &evicted);
       cache.record_slot(context_->recorder, static_cast<std::uint32_t>(slot[i]), m, batch[i].expert);
@@ -221,22 +278,77 @@ std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const
       cache.stats.evictions += evicted ? 1 : 0;
       uploaded = true;
     }
-    const auto& storage = cache.slot(static_cast<std::uint32_t>(slot[i]));
-    for (std::size_t r = 0; r < 3; ++r) {
-      const format::TensorView& view = *blocks(batch[i])[r];
-      const WeightForm form = weight_form(view, "moe_experts");
-      MF_CHECK(form.bytes <= storage[r]->bytes(), ShapeError, "[moe_experts] expert ", batch[i].expert, " of layer ",
-               batch[i].layer, " block '", view.name, "' needs ", form.bytes, " bytes on the device, more than its slot's ",
-               storage[r]->bytes(), " planned from the expert layout");
-      out[i][r] = weight_tensor(storage[r], form, view.shape);
-      if (hit) continue;
-      write_weight(view, out[i][r], /*on_transfer=*/true);
-      cache.stats.bytes_uploaded += form.bytes;
-    }
-    if (!hit) context_->recorder.flush_transfers();  // this expert's copies start now
+    out[i] = slot_tensors(static_cast<std::uint32_t>(slot[i]), batch[i]);
+    if (!hit) upload_to_slot(batch[i], out[i]);
   }
   if (uploaded) cache.stats.upload_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
+}
+
+void VulkanBackend::begin_expert_uploads(int layer, std::span<const std::int32_t> batch) {
+  upload_layer_ = expert_cache_ ? expert_cache_->moe_layer(layer) : -1;
+  upload_batch_.assign(batch.begin(), batch.end());
+  if (upload_layer_ < 0) return;
+  DeviceExpertCache& cache = *expert_cache_;
+  const int m = upload_layer_;
+  MF_CHECK(batch.size() <= cache.capacity(m), ShapeError, "[begin_expert_uploads] ", batch.size(),
+           " experts of layer ", layer, " in one batch; the device tier holds ", cache.capacity(m),
+           " at once (expert_capacity)");
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    MF_CHECK(batch[i] >= 0 && batch[i] < cache.n_experts(m) && (i == 0 || batch[i - 1] < batch[i]), ShapeError,
+             "[begin_expert_uploads] the batch must list experts of layer ", layer, " (0..", cache.n_experts(m) - 1,
+             ") ascending, without repeats; found ", batch[i], " at ", i);
+  }
+  cache.clear_uploaded_ahead();  // a batch given up (an error) leaves none behind
+  util::SlotPools& slots = cache.slots();
+  slots.begin_batch();
+  for (const std::int32_t e : batch) slots.find(m, e);  // pinned: no upload of this batch evicts one
+}
+
+void VulkanBackend::close_expert_uploads(std::span<const ExpertWeights> experts) {
+  const bool begun = upload_layer_ >= 0 && !experts.empty() && experts.size() == upload_batch_.size() &&
+                     expert_cache_->moe_layer(experts.front().layer) == upload_layer_ &&
+                     std::equal(experts.begin(), experts.end(), upload_batch_.begin(),
+                                [](const ExpertWeights& w, std::int32_t e) { return w.expert == e; });
+  if (!begun && expert_cache_) expert_cache_->clear_uploaded_ahead();
+  upload_layer_ = -1;
+  upload_batch_.clear();
+}
+
+bool VulkanBackend::upload_expert(const ExpertWeights& w) {
+  const int m = expert_cache_ && w.expert >= 0 ? expert_cache_->moe_layer(w.layer) : -1;
+  if (m < 0) return false;
+  MF_CHECK(m == upload_layer_ && std::binary_search(upload_batch_.begin(), upload_batch_.end(), w.expert),
+           ShapeError, "[upload_expert] expert ", w.expert, " of layer ", w.layer,
+           " is not in the batch begun by begin_expert_uploads");
+  DeviceExpertCache& cache = *expert_cache_;
+  util::SlotPools& slots = cache.slots();
+  if (slots.holds(m, w.expert)) return true;  // pinned by the batch: moe_experts counts its hit
+  // Every check before the slot changes hands, so that a bad record leaves the tier as it was.
+  for (std::size_t r = 0; r < 3; ++r) {
+    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    const WeightForm form = weight_form(view, "upload_expert");
+    const std::uint64_t needed = format::stored_nbytes(view.dtype, view.shape, form.quant);
+    MF_CHECK(form.bytes <= cache.block_bytes(r) && view.data != nullptr && view.nbytes >= needed, ShapeError,
+             "[upload_expert] expert ", w.expert, " of layer ", w.layer, " block '", view.name, "' (",
+             view.data == nullptr ? 0 : view.nbytes, " bytes given, ", needed, " needed) does not fit its slot of ",
+             cache.block_bytes(r), " bytes planned from the expert layout");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  bool evicted = false;
+  const std::uint32_t slot = slots.assign(m, w.expert, &evicted);
+  try {
+    cache.record_slot(context_->recorder, slot, m, w.expert);
+    upload_to_slot(w, slot_tensors(slot, w));
+  } catch (...) {
+    cache.forget_slot(context_->recorder, slot);
+    throw;
+  }
+  ++cache.stats.misses;
+  cache.stats.evictions += evicted ? 1 : 0;
+  cache.mark_uploaded_ahead(slot);
+  cache.stats.upload_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return true;
 }
 
 DeviceMemoryInfo VulkanBackend::memory_info() const {

@@ -48,6 +48,16 @@ class DeviceExpertCache {
   // Slot s now holds `expert` of MoE layer m (its blocks' addresses written to the table); the
   // record it held before, if any, leaves the table.
   void record_slot(Recorder& recorder, std::uint32_t s, int moe_layer, std::int32_t expert);
+  // Slot s, assigned by the policy, holds nothing (its upload failed): it leaves the table and the policy.
+  void forget_slot(Recorder& recorder, std::uint32_t s);
+  std::uint64_t block_bytes(std::size_t role) const { return block_bytes_[role]; }
+
+  // Slots filled by upload_expert for the current upload batch that moe_experts has not used yet:
+  // its first use of one is the miss already counted, not a hit. Cleared by the next batch.
+  bool uploaded_ahead(std::uint32_t s) const { return uploaded_ahead_[s]; }
+  void mark_uploaded_ahead(std::uint32_t s);
+  void clear_uploaded_ahead(std::uint32_t s) { uploaded_ahead_[s] = false; }
+  void clear_uploaded_ahead();
 
   std::uint64_t n_slots() const { return storage_.size(); }
   std::uint64_t slot_bytes() const { return slot_bytes_; }
@@ -64,7 +74,10 @@ class DeviceExpertCache {
   std::vector<std::pair<int, std::int32_t>> holder_;  // per slot: (MoE layer, expert), or (-1, -1)
   std::vector<std::uint32_t> resident_;              // per MoE layer: experts holding a slot
   std::uint64_t slot_bytes_ = 0;
+  std::array<std::uint64_t, 3> block_bytes_{};
   std::vector<std::array<std::shared_ptr<VulkanStorage>, 3>> storage_;
+  std::vector<bool> uploaded_ahead_;           // per slot
+  std::vector<std::uint32_t> uploaded_ahead_list_;  // the slots set in uploaded_ahead_
   util::SlotPools slots_;
 };
 

@@ -78,6 +78,8 @@ class VulkanBackend final : public Backend {
   bool expert_cache_holds_all() const override;
   int expert_capacity(int layer) const override;
   std::vector<bool> experts_held(int layer, std::span<const std::int32_t> experts) const override;
+  void begin_expert_uploads(int layer, std::span<const std::int32_t> batch) override;
+  bool upload_expert(const ExpertWeights& expert) override;
   void load_experts(std::span<const ExpertWeights> experts) override;
   std::map<std::string, double> stats() const override;
   void reset_stats() override;
@@ -126,6 +128,14 @@ class VulkanBackend final : public Backend {
   // device slots for named experts where the tier exists (misses uploaded), else fresh uploads.
   std::vector<std::array<Tensor, 3>> expert_tensors(std::span<const ExpertWeights> batch);
   std::uint32_t expert_batch(std::span<const ExpertWeights> experts) const;  // experts per batch
+  // The tensors of w's blocks in device slot `slot` (ShapeError when one does not fit), and the
+  // upload of w's bytes into them on the transfer lane, started at once.
+  std::array<Tensor, 3> slot_tensors(std::uint32_t slot, const ExpertWeights& w) const;
+  void upload_to_slot(const ExpertWeights& w, const std::array<Tensor, 3>& blocks);
+  // Called first by moe_experts: ends the upload batch. The slots uploaded ahead are this call's
+  // only when it runs the batch begun; any other call (after a batch given up on an error) drops
+  // their marks, so that its lookups count hits as usual.
+  void close_expert_uploads(std::span<const ExpertWeights> experts);
 
   // The pair kernels of few tokens (ops/moe_pairs.cpp): every (token, slot) of `routing` [T, 2k]
   // whose expert has an entry in `table` (E entries of 6 words: block addresses) runs
@@ -171,6 +181,8 @@ class VulkanBackend final : public Backend {
 
   std::shared_ptr<Context> context_;
   std::unique_ptr<DeviceExpertCache> expert_cache_;
+  int upload_layer_ = -1;                   // MoE layer of the batch begun by begin_expert_uploads
+  std::vector<std::int32_t> upload_batch_;  // its experts, ascending
 
   // RoPE's cos and sin for `positions` on the device (ops/rope.cpp's rope_table): the table of the
   // last positions and options asked for is kept, so the layers of one forward step (a prefill's

@@ -90,6 +90,7 @@ void VulkanBackend::fill(Tensor& out, float value) {
 void VulkanBackend::moe_experts(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> given,
                                 Tensor& out, bool accumulate_into) {
   Context& ctx = *context_;
+  close_expert_uploads(given);
   const std::vector<ExpertWeights> resolved = held_expert_views(given);
   const std::span<const ExpertWeights> experts = resolved;
   cpu::check_rank(x, 2, "moe_experts", "x");
