@@ -23,36 +23,13 @@
 namespace moeflux::experts {
 namespace {
 
-class StoreFault : public ::testing::TestWithParam<IoMode> {
+class StoreFault : public testing::FaultyStoreTest {
  protected:
-  void SetUp() override {
-    manifest_ = testing::write_model(dir_.path(), testing::default_layers());
-    model_ = format::PackedModel::open(dir_.path());
-  }
-  // A store whose reads fail with faults_[{layer, expert}] while that entry is set.
-  std::unique_ptr<ExpertStore> open(std::uint64_t cache_bytes = 0) {
-    StoreOptions options;
-    options.cache_bytes = cache_bytes;
-    options.experts_per_token = 2;
-    options.io = GetParam();
-    options.fault_injector = [this](int layer, int expert) {
-      ++reads_;
-      const auto it = faults_.find({layer, expert});
-      return it == faults_.end() ? 0 : it->second;
-    };
-    return std::make_unique<ExpertStore>(model_, options);
-  }
   void expect_exact(ExpertStore& store, int layer, std::vector<std::int32_t> experts) {
     for (const auto& r : store.fetch(layer, experts))
       EXPECT_TRUE(testing::record_matches(r, *model_->expert_layer(layer)));
   }
   std::string path(int layer) const { return model_->expert_file_path(*model_->expert_layer(layer)); }
-
-  testing::TempDir dir_;
-  format::Manifest manifest_;
-  std::shared_ptr<const format::PackedModel> model_;
-  std::map<std::pair<int, int>, int> faults_;
-  int reads_ = 0;
 };
 
 TEST_P(StoreFault, InjectedReadErrorNamesFileLayerExpertAndOffset) {

@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/fixtures.h"
+#include "moeflux/experts/expert_store.h"
 #include "moeflux/format/manifest.h"
 #include "moeflux/format/packed_model.h"
 
@@ -99,5 +101,35 @@ inline std::size_t open_fd_count() {
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
   return n;
 }
+
+// The model of default_layers() in a temporary directory, and stores over it (room for every
+// expert unless cache_bytes says otherwise) whose reads fail with faults_[{layer, expert}] while
+// that entry is set; reads_ counts the reads. Parameterised by the read path.
+class FaultyStoreTest : public ::testing::TestWithParam<IoMode> {
+ protected:
+  void SetUp() override {
+    manifest_ = write_model(dir_.path(), default_layers());
+    model_ = format::PackedModel::open(dir_.path());
+  }
+  std::unique_ptr<ExpertStore> open(std::uint64_t cache_bytes = 0, unsigned queue_depth = StoreOptions{}.queue_depth) {
+    StoreOptions options;
+    options.cache_bytes = cache_bytes;
+    options.experts_per_token = 2;
+    options.io = GetParam();
+    options.queue_depth = queue_depth;
+    options.fault_injector = [this](int layer, int expert) {
+      ++reads_;
+      const auto it = faults_.find({layer, expert});
+      return it == faults_.end() ? 0 : it->second;
+    };
+    return std::make_unique<ExpertStore>(model_, options);
+  }
+
+  TempDir dir_;
+  format::Manifest manifest_;
+  std::shared_ptr<const format::PackedModel> model_;
+  std::map<std::pair<int, int>, int> faults_;
+  int reads_ = 0;
+};
 
 }  // namespace moeflux::experts::testing

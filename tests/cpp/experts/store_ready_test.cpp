@@ -18,26 +18,10 @@
 namespace moeflux::experts {
 namespace {
 
-class StoreReady : public ::testing::TestWithParam<IoMode> {
+class StoreReady : public testing::FaultyStoreTest {
  protected:
-  void SetUp() override {
-    manifest_ = testing::write_model(dir_.path(), testing::default_layers());
-    model_ = format::PackedModel::open(dir_.path());
-  }
-  // A store (room for every expert unless cache_bytes says otherwise) whose reads fail with
-  // faults_[{layer, expert}].
-  std::unique_ptr<ExpertStore> open(std::uint64_t cache_bytes = 0) {
-    StoreOptions options;
-    options.cache_bytes = cache_bytes;
-    options.experts_per_token = 2;
-    options.io = GetParam();
-    options.queue_depth = 2;  // fewer than most fetches' misses: reads land while others wait
-    options.fault_injector = [this](int layer, int expert) {
-      const auto it = faults_.find({layer, expert});
-      return it == faults_.end() ? 0 : it->second;
-    };
-    return std::make_unique<ExpertStore>(model_, options);
-  }
+  // Fewer reads in flight than most fetches' misses: reads land while others wait.
+  std::unique_ptr<ExpertStore> open(std::uint64_t cache_bytes = 0) { return FaultyStoreTest::open(cache_bytes, 2); }
   // Fetches with on_ready; checks each announced record's bytes when announced. Returns the
   // experts in the order announced.
   std::vector<std::int32_t> fetch(ExpertStore& store, int layer, const std::vector<std::int32_t>& experts) {
@@ -56,11 +40,6 @@ class StoreReady : public ::testing::TestWithParam<IoMode> {
     }
     return order;
   }
-
-  testing::TempDir dir_;
-  format::Manifest manifest_;
-  std::shared_ptr<const format::PackedModel> model_;
-  std::map<std::pair<int, int>, int> faults_;
 };
 
 std::vector<std::int32_t> sorted(std::vector<std::int32_t> v) {

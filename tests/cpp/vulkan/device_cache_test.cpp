@@ -19,6 +19,13 @@
 namespace moeflux::test {
 namespace {
 
+// The distinct experts of a routing, ascending (as moe_experts takes them).
+std::vector<std::int32_t> sorted_unique(std::vector<std::int32_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
 using format::Dtype;
 
 constexpr int kExperts = 5, kLayer = 3;
@@ -38,9 +45,7 @@ std::vector<float> run_steps(Backend& b, const Experts& experts, int k, std::int
     for (std::int64_t t = 0; t < T; ++t) {
       for (int j = 0; j < k; ++j) ids.push_back(static_cast<std::int32_t>((step * 2 + static_cast<unsigned>(t) + static_cast<unsigned>(j) * 2) % kExperts));
     }
-    std::vector<std::int32_t> unique = ids;
-    std::sort(unique.begin(), unique.end());
-    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    const std::vector<std::int32_t> unique = sorted_unique(ids);
     const std::vector<float> weights = random_values(ids.size(), 1800 + step, 0.1f, 1.0f);
     Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 1900 + step));
     Guarded out(b, {T, H});
@@ -120,9 +125,7 @@ Streamed run_streamed(backend::vk::VulkanBackend& b, const Experts& experts, int
       for (int j = 0; j < k; ++j)
         ids.push_back(static_cast<std::int32_t>((step * 7 + static_cast<unsigned>(t) * 3 + static_cast<unsigned>(j) * 2) % kExperts));
     }
-    std::vector<std::int32_t> unique = ids;
-    std::sort(unique.begin(), unique.end());
-    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    const std::vector<std::int32_t> unique = sorted_unique(ids);
     const std::vector<float> weights = random_values(ids.size(), 2800 + step, 0.1f, 1.0f);
     Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 2900 + step));
     Guarded out(b, {T, H});
