@@ -382,7 +382,9 @@ std::map<std::string, double> VulkanBackend::stats() const {
   const std::uint64_t lookups = s.hits + s.misses;
   out.merge(std::map<std::string, double>{{"device_hits", static_cast<double>(s.hits)},
           {"device_misses", static_cast<double>(s.misses)},
-          {"device_hit_rate", lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups) : 0.0},
+          // Layers run from the device's routing look nothing up one by one: every expert is held.
+          {"device_hit_rate", lookups ? static_cast<double>(s.hits) / static_cast<double>(lookups)
+                                      : s.routed_layers > 0 ? 1.0 : 0.0},
           {"device_bytes_uploaded", static_cast<double>(s.bytes_uploaded)},
           {"device_evictions", static_cast<double>(s.evictions)},
           {"device_routed_layers", static_cast<double>(s.routed_layers)},
