@@ -149,43 +149,50 @@ double commands(const std::map<std::string, double>& stats, const std::string& k
 }
 
 // Where it fits, the step is one dispatch of attention_decode_step; otherwise attention_inputs and
-// attention's own dispatches.
+// attention's own dispatches: past its context, and on a device that binds fewer storage buffers
+// per shader than the step's 11.
 TEST(VulkanAttentionStepDispatches, OneDispatchWhereItFits) {
   auto gpu = make_vulkan({.name = "profiled", .profile = true});
+  auto few_buffers = make_vulkan({.name = "profiled, 8 buffers", .profile = true, .max_storage_buffers = 8});
   struct Expected {
     StepCase c;
     double dispatches;
     double steps;  // attention_decode_step commands
+    bool few_buffers = false;
   };
   const Expected cases[] = {{{32, 4, 128, 600, 0, 128, 1}, 1, 1},
                             {{32, 4, 128, 40, 0, 128, 1}, 2, 0},     // attention_inputs, a single chunk
                             {{32, 4, 128, 2000, 0, 128, 1}, 3, 0},   // + attention_split and its combine
-                            {{8, 8, 64, 150, 0, 32, 0}, 1, 1}};  // partial rotary, no norms
+                            {{8, 8, 64, 150, 0, 32, 0}, 1, 1},       // partial rotary, no norms
+                            {{32, 4, 128, 600, 0, 128, 1}, 3, 0, true}};  // + attention_decode and its combine
   unsigned seed = 900;
   for (const Expected& e : cases) {
-    SCOPED_TRACE(case_name(e.c));
+    SCOPED_TRACE(util::concat(case_name(e.c), e.few_buffers ? " (8 storage buffers)" : ""));
+    backend::vk::VulkanBackend& b = e.few_buffers ? *few_buffers : *gpu;
     const StepInputs in(e.c, format::Dtype::f32, seed += 10);
     const std::int64_t capacity = StepInputs::capacity(e.c);
-    Tensor q = gpu->empty({1, e.c.nh, e.c.D}), k = gpu->empty({1, e.c.nkv, e.c.D}), v = gpu->empty({1, e.c.nkv * e.c.D});
-    Tensor kc = gpu->empty({capacity, e.c.nkv * e.c.D}), vc = gpu->empty({capacity, e.c.nkv * e.c.D});
-    Tensor out = gpu->empty({1, e.c.nh, e.c.D});
-    gpu->upload(in.q, q);
-    gpu->upload(in.k, k);
-    gpu->upload(in.v, v);
-    gpu->upload(in.k_cache, kc);
-    gpu->upload(in.v_cache, vc);
-    const Tensor qn = gpu->resident(in.q_norm.view()), kn = gpu->resident(in.k_norm.view());
+    Tensor q = b.empty({1, e.c.nh, e.c.D}), k = b.empty({1, e.c.nkv, e.c.D});
+    Tensor v = b.empty({1, e.c.nkv * e.c.D});
+    Tensor kc = b.empty({capacity, e.c.nkv * e.c.D}), vc = b.empty({capacity, e.c.nkv * e.c.D});
+    Tensor out = b.empty({1, e.c.nh, e.c.D});
+    b.upload(in.q, q);
+    b.upload(in.k, k);
+    b.upload(in.v, v);
+    b.upload(in.k_cache, kc);
+    b.upload(in.v_cache, vc);
+    const Tensor qn = b.resident(in.q_norm.view()), kn = b.resident(in.k_norm.view());
     const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(e.c.n_past)};
-    gpu->finish();
-    const auto before = gpu->stats();
-    gpu->attention_with_inputs(q, k, v, qn, kn, {.eps = 1e-6f}, positions, rope_for(e.c.rotary_dim), kc, vc,
-                               {.scale = 0.1f, .n_past = e.c.n_past}, out);
-    gpu->finish();
-    const auto after = gpu->stats();
+    b.finish();
+    const auto before = b.stats();
+    b.attention_with_inputs(q, k, v, qn, kn, {.eps = 1e-6f}, positions, rope_for(e.c.rotary_dim), kc, vc,
+                            {.scale = 0.1f, .n_past = e.c.n_past}, out);
+    b.finish();
+    const auto after = b.stats();
     EXPECT_EQ(after.at("vk_dispatches") - before.at("vk_dispatches"), e.dispatches);
     EXPECT_EQ(commands(after, "attention_decode_step") - commands(before, "attention_decode_step"), e.steps);
   }
   expect_no_validation_messages(*gpu);
+  expect_no_validation_messages(*few_buffers);
 }
 
 // Layers in a row, recorded back to back with no sync in between (each step's last workgroups set

@@ -48,6 +48,7 @@ std::unique_ptr<backend::vk::VulkanBackend> make_vulkan(const VulkanConfig& conf
   options.subgroups = config.subgroups;
   options.max_storage_range = config.max_storage_range;
   options.max_groups = config.max_groups;
+  options.max_storage_buffers = config.max_storage_buffers;
   options.profile = config.profile;
   auto gpu = std::make_unique<backend::vk::VulkanBackend>(options);
   if (options.validation) {

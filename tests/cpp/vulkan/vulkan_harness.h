@@ -26,6 +26,7 @@ struct VulkanConfig {
   std::uint64_t max_storage_range = 0;  // > 0: pretend the device's limit is this small
   std::uint32_t max_groups = 0;         // > 0: pretend the device's group counts are this small
   bool profile = false;                 // GPU timestamps: stats() counts commands per shader
+  std::uint32_t max_storage_buffers = 0;  // > 0: pretend the device binds at most this many per shader
 };
 
 // default; no16bit (weights widened to f32); nosubgroup (shared-memory reductions); smallrange

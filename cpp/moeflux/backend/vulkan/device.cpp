@@ -109,6 +109,8 @@ Device::Device(const VulkanOptions& options) : instance_(options.validation) {
   if (options.max_groups > 0) {
     for (std::uint32_t& g : limits_.max_groups) g = std::min(g, options.max_groups);
   }
+  limits_.max_storage_buffers = l.maxPerStageDescriptorStorageBuffers;
+  if (options.max_storage_buffers > 0) limits_.max_storage_buffers = std::min(limits_.max_storage_buffers, options.max_storage_buffers);
   limits_.max_invocations = l.maxComputeWorkGroupInvocations;
   limits_.max_push_constants = l.maxPushConstantsSize;
   limits_.max_allocation = p11.maxMemoryAllocationSize;

@@ -22,6 +22,7 @@ struct VulkanOptions {
   bool subgroups = true;     // false: shared-memory reductions
   std::uint64_t max_storage_range = 0;  // > 0: pretend maxStorageBufferRange is this small
   std::uint32_t max_groups = 0;         // > 0: pretend maxComputeWorkGroupCount is at most this
+  std::uint32_t max_storage_buffers = 0;  // > 0: pretend maxPerStageDescriptorStorageBuffers is this
   bool profile = false;      // GPU timestamps per shader in stats() (MOEFLUX_VULKAN_PROFILE=1)
 };
 
@@ -33,6 +34,7 @@ struct DeviceLimits {
   std::uint64_t max_storage_range = 0;   // bytes one storage binding may cover (maybe forced lower)
   std::uint64_t storage_alignment = 0;   // minStorageBufferOffsetAlignment
   std::array<std::uint32_t, 3> max_groups{};  // maxComputeWorkGroupCount (maybe forced lower)
+  std::uint32_t max_storage_buffers = 0;  // maxPerStageDescriptorStorageBuffers (maybe forced lower)
   std::uint32_t max_invocations = 0;     // maxComputeWorkGroupInvocations
   std::uint32_t max_push_constants = 0;  // bytes
   std::uint64_t max_allocation = 0;      // maxMemoryAllocationSize

@@ -189,8 +189,8 @@ DeviceInfo describe_device(VkPhysicalDevice device, int index) {
                           (memory.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) != 0});
   }
   if (!has_compute_queue(device)) info.missing.emplace_back("a compute queue");
-  if (base.limits.maxPerStageDescriptorStorageBuffers < kMaxShaderBindings) {
-    info.missing.emplace_back(std::to_string(kMaxShaderBindings) + " storage buffers per shader stage (the device offers " +
+  if (base.limits.maxPerStageDescriptorStorageBuffers < kRequiredShaderBindings) {
+    info.missing.emplace_back(std::to_string(kRequiredShaderBindings) + " storage buffers per shader stage (the device offers " +
                               std::to_string(base.limits.maxPerStageDescriptorStorageBuffers) + ")");
   }
   if (base.apiVersion < VK_API_VERSION_1_2) {

@@ -144,6 +144,7 @@ const Pipeline& Pipelines::get(std::string_view variant) {
   p->spec = shader_spec(v->shader);
   MF_ASSERT(p->spec.params_size <= device_.limits().max_push_constants, "parameters of ", variant);
   MF_ASSERT(p->spec.local_size <= device_.limits().max_invocations, "workgroup of ", variant);
+  MF_ASSERT(p->spec.bindings <= device_.limits().max_storage_buffers, "storage buffers of ", variant);
   MF_ASSERT((p->spec.local_size & (p->spec.local_size - 1)) == 0, "reductions need a power-of-two workgroup");
   const VkDevice d = device_.handle();
   p->set_layout = set_layout(p->spec.bindings);
