@@ -75,6 +75,26 @@ struct StepResult {
   std::vector<float> out, k_cache, v_cache;
 };
 
+// The inputs in a backend's tensors (no guards), and the output.
+struct StepTensors {
+  StepTensors(Backend& b, const StepCase& c, const StepInputs& in)
+      : q(b.empty({1, c.nh, c.D})),
+        k(b.empty({1, c.nkv, c.D})),
+        v(b.empty({1, c.nkv * c.D})),
+        k_cache(b.empty({StepInputs::capacity(c), c.nkv * c.D})),
+        v_cache(b.empty({StepInputs::capacity(c), c.nkv * c.D})),
+        out(b.empty({1, c.nh, c.D})),
+        q_norm(b.resident(in.q_norm.view())),
+        k_norm(b.resident(in.k_norm.view())) {
+    b.upload(in.q, q);
+    b.upload(in.k, k);
+    b.upload(in.v, v);
+    b.upload(in.k_cache, k_cache);
+    b.upload(in.v_cache, v_cache);
+  }
+  Tensor q, k, v, k_cache, v_cache, out, q_norm, k_norm;
+};
+
 // Runs the step on `b` with tensors `guard` floats into their buffers (36: vec4-aligned rows).
 StepResult run_step(Backend& b, const StepCase& c, const StepInputs& in, std::int64_t guard) {
   const std::int64_t capacity = StepInputs::capacity(c);
@@ -170,22 +190,12 @@ TEST(VulkanAttentionStepDispatches, OneDispatchWhereItFits) {
     SCOPED_TRACE(util::concat(case_name(e.c), e.few_buffers ? " (8 storage buffers)" : ""));
     backend::vk::VulkanBackend& b = e.few_buffers ? *few_buffers : *gpu;
     const StepInputs in(e.c, format::Dtype::f32, seed += 10);
-    const std::int64_t capacity = StepInputs::capacity(e.c);
-    Tensor q = b.empty({1, e.c.nh, e.c.D}), k = b.empty({1, e.c.nkv, e.c.D});
-    Tensor v = b.empty({1, e.c.nkv * e.c.D});
-    Tensor kc = b.empty({capacity, e.c.nkv * e.c.D}), vc = b.empty({capacity, e.c.nkv * e.c.D});
-    Tensor out = b.empty({1, e.c.nh, e.c.D});
-    b.upload(in.q, q);
-    b.upload(in.k, k);
-    b.upload(in.v, v);
-    b.upload(in.k_cache, kc);
-    b.upload(in.v_cache, vc);
-    const Tensor qn = b.resident(in.q_norm.view()), kn = b.resident(in.k_norm.view());
+    StepTensors t(b, e.c, in);
     const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(e.c.n_past)};
     b.finish();
     const auto before = b.stats();
-    b.attention_with_inputs(q, k, v, qn, kn, {.eps = 1e-6f}, positions, rope_for(e.c.rotary_dim), kc, vc,
-                            {.scale = 0.1f, .n_past = e.c.n_past}, out);
+    b.attention_with_inputs(t.q, t.k, t.v, t.q_norm, t.k_norm, {.eps = 1e-6f}, positions, rope_for(e.c.rotary_dim),
+                            t.k_cache, t.v_cache, {.scale = 0.1f, .n_past = e.c.n_past}, t.out);
     b.finish();
     const auto after = b.stats();
     EXPECT_EQ(after.at("vk_dispatches") - before.at("vk_dispatches"), e.dispatches);
@@ -199,34 +209,24 @@ TEST(VulkanAttentionStepDispatches, OneDispatchWhereItFits) {
 // their counters back to 0 for the next), then read: every layer as the CPU computes it.
 TEST_P(VulkanAttentionStep, LayersInARow) {
   const StepCase c{32, 4, 128, 300, 0, 128, 1};
-  const std::int64_t capacity = StepInputs::capacity(c), layers = 3;
+  const std::int64_t layers = 3;
   const backend::NormOptions norm{.eps = 1e-6f};
   const backend::AttentionOptions options{.scale = 0.088f, .n_past = c.n_past};
   const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(c.n_past)};
   std::vector<StepInputs> inputs;
   for (std::int64_t l = 0; l < layers; ++l) inputs.emplace_back(c, GetParam().dtype, 950 + 10 * static_cast<unsigned>(l));
   auto run = [&](Backend& b) {
-    std::vector<Tensor> outs, kcs;
-    std::vector<Tensor> keep;  // the inputs stay alive until the reads
+    std::vector<StepTensors> layers_in;  // alive until the reads
     for (const StepInputs& in : inputs) {
-      Tensor q = b.empty({1, c.nh, c.D}), k = b.empty({1, c.nkv, c.D}), v = b.empty({1, c.nkv * c.D});
-      Tensor kc = b.empty({capacity, c.nkv * c.D}), vc = b.empty({capacity, c.nkv * c.D}), out = b.empty({1, c.nh, c.D});
-      b.upload(in.q, q);
-      b.upload(in.k, k);
-      b.upload(in.v, v);
-      b.upload(in.k_cache, kc);
-      b.upload(in.v_cache, vc);
-      const Tensor qn = b.resident(in.q_norm.view()), kn = b.resident(in.k_norm.view());
-      b.attention_with_inputs(q, k, v, qn, kn, norm, positions, rope_for(c.rotary_dim), kc, vc, options, out);
-      outs.push_back(out);
-      kcs.push_back(kc);
-      keep.insert(keep.end(), {q, k, v, vc, qn, kn});
+      StepTensors& t = layers_in.emplace_back(b, c, in);
+      b.attention_with_inputs(t.q, t.k, t.v, t.q_norm, t.k_norm, norm, positions, rope_for(c.rotary_dim), t.k_cache,
+                              t.v_cache, options, t.out);
     }
     std::vector<std::array<std::vector<float>, 2>> values;
-    for (std::size_t l = 0; l < outs.size(); ++l) {
-      std::vector<float> o(static_cast<std::size_t>(outs[l].numel())), kv(static_cast<std::size_t>(kcs[l].numel()));
-      b.download(outs[l], o);
-      b.download(kcs[l], kv);
+    for (const StepTensors& t : layers_in) {
+      std::vector<float> o(static_cast<std::size_t>(t.out.numel())), kv(static_cast<std::size_t>(t.k_cache.numel()));
+      b.download(t.out, o);
+      b.download(t.k_cache, kv);
       values.push_back({o, kv});
     }
     return values;
