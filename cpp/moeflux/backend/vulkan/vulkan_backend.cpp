@@ -103,6 +103,14 @@ Tensor VulkanBackend::empty(Shape shape) {
   return Tensor(allocate(bytes, "an activation"), Dtype::f32, std::move(shape));
 }
 
+const Tensor& VulkanBackend::zeroed_counters(Tensor& counters, std::int64_t n) {
+  if (!counters.defined() || counters.numel() < n) {
+    counters = empty({n});
+    upload(std::vector<float>(static_cast<std::size_t>(n), 0.0f), counters);  // the bits of 0u
+  }
+  return counters;
+}
+
 void VulkanBackend::upload(std::span<const float> src, Tensor& dst) {
   f32_storage_of(dst, *context_, "upload", "dst");
   MF_CHECK(static_cast<std::int64_t>(src.size()) == dst.numel(), ShapeError, "[upload] ", src.size(),

@@ -189,8 +189,11 @@ class VulkanBackend final : public Backend {
   // hundreds of positions) compute and upload it once.
   Window rope_window(std::span<const std::int32_t> positions, const RopeOptions& options);
   Tensor rope_table_;
-  Tensor route_counter_;  // matmul_vec_norm_route's finished-workgroups counter (0 between dispatches)
-  Tensor attention_counters_;  // attention_decode_step's finished chunks per KV head (0 between dispatches)
+  // Counters of finished workgroups that a shader's last workgroup sets back to 0: `counters`, made
+  // (zeroed) or grown to at least n the first time a shader needs them.
+  const Tensor& zeroed_counters(Tensor& counters, std::int64_t n);
+  Tensor route_counter_;       // matmul_vec_norm_route's
+  Tensor attention_counters_;  // attention_decode_step's, one per KV head
   std::vector<std::int32_t> rope_positions_;
   RopeOptions rope_options_;
 };

@@ -65,12 +65,13 @@ std::int64_t decode_chunk(const Dims& d) {
 
 // Keys per workgroup of attention_decode.comp with STEP (0: it does not fit): as decode_chunk, with
 // q and the new key in front of the K rows and their squares in the scores.
-constexpr std::int64_t kStepPrepItems = 2 * 256;  // PREP * WG of attention_decode_step
+constexpr std::int64_t kStepPrepPerInvocation = 2;  // PREP of attention_decode_step
 std::int64_t step_chunk(const Dims& d) {
   if (d.D % 4 != 0 || d.Dv % 4 != 0) return 0;
   const std::int64_t group = d.nh / d.nkv, items = (group + 1) * (d.D / 4), row_vec4s = d.D / 4 + d.Dv / 4 + 2;
   const std::int64_t inputs = (group + 1) * (d.D / 4 + 1);  // q's rows and the new key's, padded
-  if (items > kDecodeScores || items + d.Dv / 4 > kStepPrepItems || inputs >= kDecodeKvVec4s) return 0;
+  const std::int64_t prep_items = kStepPrepPerInvocation * shader_spec("attention_decode_step").local_size;
+  if (items > kDecodeScores || items + d.Dv / 4 > prep_items || inputs >= kDecodeKvVec4s) return 0;
   const std::int64_t chunk = std::min({kDecodeMaxChunk, (kDecodeKvVec4s - inputs) / row_vec4s, kDecodeScores / group - 1});
   return chunk >= 4 && group <= kDecodeScores / 8 ? chunk : 0;
 }
@@ -302,17 +303,13 @@ void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v,
   const Window qw = whole(q, dev), kw = whole(k, dev), vw = whole(v, dev), ow = whole(out, dev);
   if (qw.first % 4 != 0 || kw.first % 4 != 0 || vw.first % 4 != 0) return composed();  // read as vec4s
 
-  if (!attention_counters_.defined() || attention_counters_.numel() < nkv) {
-    attention_counters_ = empty({nkv});
-    upload(std::vector<float>(static_cast<std::size_t>(nkv), 0.0f), attention_counters_);  // the bits of 0u
-  }
   Tensor partial = empty({d.nh, n_chunks, state});
   const KeyWindows kv = key_windows(k_cache.view({k_cache.dim(0), nkv, D}), v_cache.view({v_cache.dim(0), nkv, d.Dv}),
                                     d, keys_lo, n_keys, dev);
   const Window csw = rope_window(positions, rope);
   const Window qnw = q_norm.defined() ? whole(q_norm, dev) : Window{csw.binding, 0};  // unread without norms
   const Window knw = k_norm.defined() ? whole(k_norm, dev) : Window{csw.binding, 0};
-  const Window pw = whole(partial, dev), cw = whole(attention_counters_, dev);
+  const Window pw = whole(partial, dev), cw = whole(zeroed_counters(attention_counters_, nkv), dev);
   params::AttentionStepParams p{};
   p.q_first = qw.first, p.k_first = kv.k.first, p.v_first = kv.v.first, p.knew_first = kw.first;
   p.vnew_first = vw.first, p.cs_first = csw.first, p.qn_first = qnw.first, p.kn_first = knw.first;

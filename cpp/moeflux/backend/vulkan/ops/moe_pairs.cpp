@@ -117,14 +117,10 @@ void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const Nor
            ShapeError, "[router] routing ", format::shape_string(routing.shape()), " for ", T, " tokens and k = ",
            options.k, "; expected [T, 2k]");
   cpu::check_disjoint(logits, routing, "router", "logits");
-  if (!route_counter_.defined()) {
-    route_counter_ = empty({1});
-    upload(std::vector<float>{0.0f}, route_counter_);  // the bits of 0u
-  }
   rms_norm(x, norm_weight, norm, normed);  // reads only x, like the product: no barrier between them
   const std::int64_t H = x.dim(1);
   const Window xw = whole(x, dev), ww = whole(router, dev), gw = whole(norm_weight, dev), yw = whole(logits, dev);
-  const Window rw = whole(routing, dev), cw = whole(route_counter_, dev);
+  const Window rw = whole(routing, dev), cw = whole(zeroed_counters(route_counter_, 1), dev);
   params::MatmulParams p = matmul_params(xw, ww, yw, T, H, E, E, false, &norm, gw.first);
   p.routing_offset = rw.first;
   p.counter_offset = cw.first;
