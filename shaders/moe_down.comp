@@ -24,18 +24,40 @@ layout(std430, binding = 3) buffer Out { float out_[]; };
 
 #include "common/expert_dot.glsl"
 
-shared uint order[MAX_K];  // the token's slots in ascending (expert, slot) order
+// The token's slots in ascending (expert, slot) order, with their weights and down blocks (0: the
+// expert is not this call's); the slot-ordered arrays fill them.
+shared uint order[MAX_K];
+shared float weights[MAX_K];
+shared uvec2 blocks[MAX_K];
+shared uint slot_ids[MAX_K];
+shared float slot_weights[MAX_K];
+shared uvec2 slot_blocks[MAX_K];
 #ifdef USE_SUBGROUP
-shared float dots[MAX_K];     // the dot products of the token's slots, in `order`'s order
-shared bool present[MAX_K];  // whether that slot's expert is this call's
+shared float dots[MAX_K];  // the dot products of the token's slots, in `order`'s order
 #endif
 
-// The down block of the token's slot s (routing at `route`), or 0 when it is not this call's.
-uvec2 down_block(uint route, uint s) {
-  const uint e = routing[route + s];
-  if (e >= p.E) return uvec2(0);
-  const uint at = p.table_offset + e * 6;
-  return uvec2(table[at + 4], table[at + 5]);
+// Sorts token t's slots (routing at `route`) into the shared arrays above. Each slot's invocation
+// reads its own entry, then finds its place by counting the slots before it: no invocation walks
+// a chain of loads.
+void sort_slots(uint route) {
+  barrier();  // the arrays of the token before
+  for (uint s = gl_LocalInvocationID.x; s < p.k; s += WG) {
+    const uint e = routing[route + s];
+    const uint at = p.table_offset + min(e, p.E - 1) * 6;
+    slot_ids[s] = e;
+    slot_weights[s] = uintBitsToFloat(routing[route + p.k + s]);
+    slot_blocks[s] = e < p.E ? uvec2(table[at + 4], table[at + 5]) : uvec2(0);
+  }
+  barrier();
+  for (uint s = gl_LocalInvocationID.x; s < p.k; s += WG) {
+    const uint e = slot_ids[s];
+    uint place = 0;
+    for (uint j = 0; j < p.k; ++j) place += slot_ids[j] < e || (slot_ids[j] == e && j < s) ? 1u : 0u;
+    order[place] = s;
+    weights[place] = slot_weights[s];
+    blocks[place] = slot_blocks[s];
+  }
+  barrier();
 }
 
 void main() {
@@ -46,16 +68,7 @@ void main() {
   const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
 #endif
   for (uint t = gl_WorkGroupID.y; t < p.T; t += gl_NumWorkGroups.y) {
-    const uint route = p.routing_offset + t * 2 * p.k;
-    barrier();
-    if (gl_LocalInvocationID.x == 0) {  // insertion sort of k <= MAX_K slots
-      for (uint s = 0; s < p.k; ++s) {
-        uint j = s;
-        for (; j > 0 && routing[route + order[j - 1]] > routing[route + s]; --j) order[j] = order[j - 1];
-        order[j] = s;
-      }
-    }
-    barrier();
+    sort_slots(p.routing_offset + t * 2 * p.k);
 #ifdef USE_SUBGROUP
     for (uint row = gl_WorkGroupID.x; row < p.N; row += gl_NumWorkGroups.x) {
 #else
@@ -63,25 +76,23 @@ void main() {
 #endif
       const uint at_out = p.out_offset + t * p.N + row;
 #ifdef USE_SUBGROUP
+      // The row's old value, read while the dot products are in flight.
+      const float old = gl_LocalInvocationID.x == 0 && p.accumulate != 0 ? out_[at_out] : 0.0;
       for (uint j = gl_SubgroupID; j < p.k; j += gl_NumSubgroups) {
-        const uint s = order[j];
-        const uvec2 down = down_block(route, s);
+        const uvec2 down = blocks[j];
         float d = 0.0;
         if (down != uvec2(0)) {  // uniform in the subgroup
           use_block(down);
-          d = subgroupAdd(lane_dot_at(row, p.in_offset + (t * p.k + s) * p.K, lane, S));
+          d = subgroupAdd(lane_dot_at(row, p.in_offset + (t * p.k + order[j]) * p.K, lane, S));
         }
-        if (lane == 0) {
-          dots[j] = d;
-          present[j] = down != uvec2(0);
-        }
+        if (lane == 0) dots[j] = d;
       }
       barrier();
       if (gl_LocalInvocationID.x == 0) {
-        precise float acc = p.accumulate != 0 ? out_[at_out] : 0.0;
+        precise float acc = old;
         for (uint j = 0; j < p.k; ++j) {
-          if (!present[j]) continue;
-          precise float term = uintBitsToFloat(routing[route + p.k + order[j]]) * dots[j];
+          if (blocks[j] == uvec2(0)) continue;
+          precise float term = weights[j] * dots[j];
           acc = acc + term;
         }
         out_[at_out] = acc;
@@ -90,13 +101,12 @@ void main() {
 #else
       precise float acc = p.accumulate != 0 ? out_[at_out] : 0.0;
       for (uint j = 0; j < p.k; ++j) {
-        const uint s = order[j];
-        const uvec2 down = down_block(route, s);
+        const uvec2 down = blocks[j];
         if (down == uvec2(0)) continue;
         use_block(down);
-        float v[1] = float[1](lane_dot(row, p.in_offset + (t * p.k + s) * p.K));
+        float v[1] = float[1](lane_dot(row, p.in_offset + (t * p.k + order[j]) * p.K));
         workgroup_sums(v);
-        precise float term = uintBitsToFloat(routing[route + p.k + s]) * reduce_total[0];
+        precise float term = weights[j] * reduce_total[0];
         acc = acc + term;
       }
       if (TEAM_LANE == 0) out_[at_out] = acc;

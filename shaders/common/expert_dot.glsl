@@ -63,11 +63,17 @@ float lane_dot_at(uint row, uint base, uint lane, uint team) {
       acc += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
     }
   }
-  for (; b < K / 8; b += team) {
-    const QBlock w = load_qblock(r, row, b);
-    vec4 lo, hi;
-    block_x(base + b * 8, x_aligned, lo, hi);
-    acc += qblock_dot(w, lo, hi, block_sum(lo, hi));
+  // The last blocks (at most three a lane) loaded together, the lanes past the end reading the last
+  // block again (no branch between the loads), then added one at a time.
+  if (b < K / 8) {
+    QBlock w[3];
+    [[unroll]] for (uint j = 0; j < 3; ++j) w[j] = load_qblock(r, row, min(b + j * team, K / 8 - 1));
+    [[unroll]] for (uint j = 0; j < 3; ++j) {
+      if (b + j * team >= K / 8) break;
+      vec4 lo, hi;
+      block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
+      acc += qblock_dot(w[j], lo, hi, block_sum(lo, hi));
+    }
   }
 #else
   // Four independent loads per step, then the tail one at a time.

@@ -82,8 +82,10 @@ TEST_P(VulkanMoe, MatchesCpuAndBatchesGiveTheSameBits) {
     int k;
     bool repeat;
   };
+  // I = 192: 24 blocks of 8 down columns, three a lane of 8 (lavapipe) where a lane's last blocks
+  // are loaded together, one a lane of 32 with lanes past the end.
   const Dims dims[] = {{1, 96, 64, 1, false}, {1, 96, 64, 2, false}, {5, 96, 64, 2, true},
-                       {17, 96, 64, 1, false}, {17, 4128, 32, 2, false}};
+                       {3, 96, 192, 3, false}, {17, 96, 64, 1, false}, {17, 4128, 32, 2, false}};
   unsigned seed = 1500;
   for (const Dims& d : dims) {
     SCOPED_TRACE(util::concat("T=", d.T, " H=", d.H, " I=", d.I, " k=", d.k, d.repeat ? " repeated expert" : ""));
