@@ -70,7 +70,7 @@ constexpr ShaderSpec kShaders[] = {
     {"fill", 1, sizeof(FillParams), 256},
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
     {"moe_gate_up", 4, sizeof(MoePairParams), 256},
-    {"moe_down", 4, sizeof(MoePairParams), 256},
+    {"moe_down", 4, sizeof(MoePairParams), 128},
     {"moe_grouped", 4, sizeof(MoeGroupedParams), 256},  // its tiles assume 256 invocations
     {"moe_combine", 3, sizeof(MoeCombineParams), 256},
     {"copy_column_blocks", 2, sizeof(CopyColumnBlocksParams), 256},
