@@ -91,39 +91,48 @@ float lane_dot_at(uint row, uint base, uint lane, uint team) {
 float lane_dot(uint row, uint base) { return lane_dot_at(row, base, TEAM_LANE, TEAM_SIZE); }
 
 #ifdef Q_BITS
-// The shares of gate[row] . x and up[row] . x at once: both rows' loads in flight together, and
-// each block of x read once for the two.
-vec2 lane_dot_pair(uvec2 gate, uvec2 up, uint row, uint base) {
-  const uint K = p.K, team = TEAM_SIZE;
+// The shares of gate[row] . x and up[row] . x (.xy) and of row + 1's (.zw) at once: the four
+// rows' loads in flight together, each block of x read once for the four. A row past the end
+// reads the last row again.
+vec4 lane_dot_pairs(uvec2 gate, uvec2 up, uint row, uint base) {
+  const uint K = p.K, team = TEAM_SIZE, row1 = min(row + 1, p.N - 1);
   const QuantRows r = QuantRows(0, p.s_first, p.b_first, p.row_words, p.groups, p.group_size, p.scale_bf16);
   const bool x_aligned = (base & 3u) == 0u;
-  vec2 acc = vec2(0.0);
+  vec4 acc = vec4(0.0);
   uint b = TEAM_LANE;
   for (; b + 3 * team < K / 8; b += 4 * team) {
-    QBlock g[4], u[4];
+    QBlock g[4], u[4], g1[4], u1[4];
     use_block(gate);
-    [[unroll]] for (uint j = 0; j < 4; ++j) g[j] = load_qblock(r, row, b + j * team);
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      g[j] = load_qblock(r, row, b + j * team);
+      g1[j] = load_qblock(r, row1, b + j * team);
+    }
     use_block(up);
-    [[unroll]] for (uint j = 0; j < 4; ++j) u[j] = load_qblock(r, row, b + j * team);
+    [[unroll]] for (uint j = 0; j < 4; ++j) {
+      u[j] = load_qblock(r, row, b + j * team);
+      u1[j] = load_qblock(r, row1, b + j * team);
+    }
     [[unroll]] for (uint j = 0; j < 4; ++j) {
       vec4 lo, hi;
       block_x(base + (b + j * team) * 8, x_aligned, lo, hi);
       const float xs = block_sum(lo, hi);
-      acc += vec2(qblock_dot(g[j], lo, hi, xs), qblock_dot(u[j], lo, hi, xs));
+      acc += vec4(qblock_dot(g[j], lo, hi, xs), qblock_dot(u[j], lo, hi, xs), qblock_dot(g1[j], lo, hi, xs),
+                  qblock_dot(u1[j], lo, hi, xs));
     }
   }
   for (; b < K / 8; b += team) {
     use_block(gate);
-    const QBlock g = load_qblock(r, row, b);
+    const QBlock g = load_qblock(r, row, b), g1 = load_qblock(r, row1, b);
     use_block(up);
-    const QBlock u = load_qblock(r, row, b);
+    const QBlock u = load_qblock(r, row, b), u1 = load_qblock(r, row1, b);
     vec4 lo, hi;
     block_x(base + b * 8, x_aligned, lo, hi);
     const float xs = block_sum(lo, hi);
-    acc += vec2(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs));
+    acc += vec4(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs), qblock_dot(g1, lo, hi, xs), qblock_dot(u1, lo, hi, xs));
   }
   return acc;
 }
+
 #endif
 
 #endif

@@ -24,6 +24,7 @@ namespace {
 
 constexpr std::int64_t kPairMaxTokens = 8;  // more tokens take the per-expert matrix path (moe.cpp)
 constexpr std::int64_t kMaxK = 64;          // MAX_K of moe_route.comp and moe_down.comp
+constexpr std::int64_t kGateUpTeamRows = 2;  // TEAM_ROWS of moe_gate_up.comp, quantized
 constexpr std::int64_t kRouteMaxExperts = 4096;  // MAX_E of moe_route.comp
 constexpr std::int64_t kRouteLaneValues = 16;    // LANE_VALUES of common/route_topk.glsl
 
@@ -140,8 +141,10 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   const Pipeline& gate_up = ctx.pipelines.get(variant("moe_gate_up", forms.role[0].dtype, sg));
   const Pipeline& down = ctx.pipelines.get(variant("moe_down", forms.role[2].dtype, sg));
   const std::uint32_t subgroup = std::max(1u, dev.features().subgroup_size);
-  // Rows per moe_gate_up workgroup: one per subgroup (one without subgroups).
-  const std::int64_t gate_up_rows = sg ? std::max<std::uint32_t>(1, gate_up.spec.local_size / subgroup) : 1;
+  // Rows per moe_gate_up workgroup: kGateUpTeamRows per team, a team per subgroup (the workgroup
+  // without subgroups).
+  const std::int64_t team_rows = format::is_quantized(forms.role[0].dtype) ? kGateUpTeamRows : 1;
+  const std::int64_t gate_up_rows = team_rows * (sg ? std::max<std::uint32_t>(1, gate_up.spec.local_size / subgroup) : 1);
   Tensor act = empty({T * k, I});
   const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
 
