@@ -20,10 +20,12 @@ constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch hold
 constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight
 constexpr std::size_t kMaxTracked = 256;                  // spans tracked before a barrier anyway
 constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
-// Submit after this many dispatches, so the GPU starts while the host records the rest; sooner
-// when the GPU sits idle (after the host waited for all of it, as a decode step does for its logits).
+// Submit after this many dispatches, so the GPU starts while the host records the rest. After the
+// GPU went idle (the host waited for all of it, as a decode step does for its logits) the first
+// batch is submitted after kFlushDispatchesIdle and each next one after twice as many, up to
+// kFlushDispatches: the GPU then never waits for the host to record a long batch.
 constexpr std::uint32_t kFlushDispatches = 96;
-constexpr std::uint32_t kFlushDispatchesIdle = 16;
+constexpr std::uint32_t kFlushDispatchesIdle = 8;
 
 constexpr std::size_t kCopyPiece = 512u << 10;  // bytes per thread of a staging copy, at least
 
@@ -118,7 +120,7 @@ struct Recorder::TransferBatch {
 };
 
 Recorder::Recorder(Device& device, Memory& memory, bool profile)
-    : device_(device), memory_(memory), profiler_(device, profile), copy_pool_(copy_threads()) {
+    : device_(device), memory_(memory), flush_at_(kFlushDispatchesIdle), profiler_(device, profile), copy_pool_(copy_threads()) {
   const VkDevice d = device.handle();
   auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
@@ -287,7 +289,7 @@ void Recorder::dispatch(const Pipeline& pipeline, std::initializer_list<Binding>
   profiler_.mark(batch.cmd, batch.queries, spec.shader);
   ++dispatches_;
   record_seconds_ += seconds_since(start);
-  if (++batch.dispatches >= (gpu_idle_ ? kFlushDispatchesIdle : kFlushDispatches)) flush();
+  if (++batch.dispatches >= flush_at_) flush();
 }
 
 Allocation Recorder::staging(Batch& batch, VkDeviceSize size) {
@@ -478,7 +480,7 @@ void Recorder::flush() {
   submit_commands(device_.compute_queue(), batch.cmd, transfer_timeline_, compute_waits_for_,
                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, timeline_, batch.value);
   submitted_ = batch.value;
-  gpu_idle_ = false;
+  flush_at_ = std::min(2 * flush_at_, kFlushDispatches);
   in_flight_.push_back(std::move(open_));
 }
 
@@ -486,7 +488,7 @@ void Recorder::wait(std::uint64_t value) {
   const auto start = std::chrono::steady_clock::now();
   wait_semaphore(device_.handle(), timeline_, value, "the GPU");
   wait_seconds_ += seconds_since(start);
-  if (value >= submitted_) gpu_idle_ = true;
+  if (value >= submitted_) flush_at_ = kFlushDispatchesIdle;
 }
 
 void Recorder::reclaim(std::uint64_t completed) {

@@ -114,7 +114,7 @@ class Recorder {
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkSemaphore timeline_ = VK_NULL_HANDLE;
   std::uint64_t submitted_ = 0;
-  bool gpu_idle_ = true;  // the host has waited for every submitted batch
+  std::uint32_t flush_at_;  // dispatches in the open batch that submit it (recorder.cpp)
   std::unique_ptr<Batch> open_;
   std::deque<std::unique_ptr<Batch>> in_flight_;
   std::vector<std::unique_ptr<Batch>> idle_;
