@@ -40,6 +40,30 @@ TEST_F(VulkanTest, LargeUploadsAndDownloadsGoInPieces) {
   EXPECT_GT(gpu_->context().recorder.submits(), submits + 1);  // a download submits per piece
 }
 
+// After the host waited for the GPU, the first batch is submitted after 8 dispatches and each next
+// one after twice as many as the one before, up to 96: the GPU starts at once and never waits for
+// the host to record a long batch.
+TEST_F(VulkanTest, BatchesGrowAfterTheGpuWentIdle) {
+  Tensor a = gpu_->empty({1, 64}), b = gpu_->empty({1, 64});
+  gpu_->upload(random_values(64, 5), a);
+  gpu_->finish();
+  const auto& recorder = gpu_->context().recorder;
+  const std::uint64_t start = recorder.submits();
+  std::vector<int> submitted_after;  // the dispatch counts at which a batch went
+  for (int i = 1; i <= 320; ++i) {
+    const std::uint64_t before = recorder.submits();
+    gpu_->add(a, a, b);  // one dispatch each
+    if (recorder.submits() > before) submitted_after.push_back(i);
+  }
+  EXPECT_EQ(submitted_after, (std::vector<int>{8, 24, 56, 120, 216, 312}));
+  std::vector<float> back(64);
+  gpu_->download(b, back);  // waits: the next batch starts small again
+  const std::uint64_t waited = recorder.submits();
+  for (int i = 0; i < 8; ++i) gpu_->add(a, a, b);
+  EXPECT_EQ(recorder.submits(), waited + 1);
+  EXPECT_GT(waited, start);
+}
+
 class VulkanResident : public VulkanParamTest<OpCase> {};
 
 TEST_P(VulkanResident, KeepsTheStoredDtypeWhereItCan) {
