@@ -128,11 +128,11 @@ vec4 lane_dot_pairs(uvec2 gate, uvec2 up, uint row, uint base) {
     vec4 lo, hi;
     block_x(base + b * 8, x_aligned, lo, hi);
     const float xs = block_sum(lo, hi);
-    acc += vec4(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs), qblock_dot(g1, lo, hi, xs), qblock_dot(u1, lo, hi, xs));
+    acc += vec4(qblock_dot(g, lo, hi, xs), qblock_dot(u, lo, hi, xs), qblock_dot(g1, lo, hi, xs),
+                qblock_dot(u1, lo, hi, xs));
   }
   return acc;
 }
-
 #endif
 
 #endif

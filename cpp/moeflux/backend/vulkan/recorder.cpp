@@ -120,7 +120,11 @@ struct Recorder::TransferBatch {
 };
 
 Recorder::Recorder(Device& device, Memory& memory, bool profile)
-    : device_(device), memory_(memory), flush_at_(kFlushDispatchesIdle), profiler_(device, profile), copy_pool_(copy_threads()) {
+    : device_(device),
+      memory_(memory),
+      flush_at_(kFlushDispatchesIdle),
+      profiler_(device, profile),
+      copy_pool_(copy_threads()) {
   const VkDevice d = device.handle();
   auto pool = vk_struct<VkCommandPoolCreateInfo>(VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO);
   pool.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;

@@ -144,7 +144,8 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
   // Rows per moe_gate_up workgroup: kGateUpTeamRows per team, a team per subgroup (the workgroup
   // without subgroups).
   const std::int64_t team_rows = format::is_quantized(forms.role[0].dtype) ? kGateUpTeamRows : 1;
-  const std::int64_t gate_up_rows = team_rows * (sg ? std::max<std::uint32_t>(1, gate_up.spec.local_size / subgroup) : 1);
+  const std::int64_t teams = sg ? std::max<std::uint32_t>(1, gate_up.spec.local_size / subgroup) : 1;
+  const std::int64_t gate_up_rows = team_rows * teams;
   Tensor act = empty({T * k, I});
   const Window xw = whole(x, dev), aw = whole(act, dev), ow = whole(out, dev);
 
