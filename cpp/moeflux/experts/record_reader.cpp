@@ -121,13 +121,17 @@ void RecordReader::read(std::span<ReadRequest> requests, const ReadDone& on_done
       on_done(refused[j]);
     };
   }
+  // The retried requests' outcomes go back into the caller's, whether the read throws or not.
+  const auto copy_back = [&] {
+    for (std::size_t j = 0; j < retry.size(); ++j) requests[refused[j]] = retry[j];
+  };
   try {
     path_->read(retry, announce_retry);
   } catch (...) {
-    for (std::size_t j = 0; j < retry.size(); ++j) requests[refused[j]] = retry[j];
+    copy_back();
     throw;
   }
-  for (std::size_t j = 0; j < retry.size(); ++j) requests[refused[j]] = retry[j];
+  copy_back();
 }
 
 std::int64_t RecordReader::current_size(std::size_t index) const {
