@@ -117,11 +117,8 @@ TEST_P(StoreFault, NothingLeaksThroughErrors) {
   EXPECT_EQ(testing::open_fd_count(), fds);
 }
 
-std::string path_name(const ::testing::TestParamInfo<IoMode>& param) {
-  return param.param == IoMode::direct ? "direct" : "buffered";
-}
-
-INSTANTIATE_TEST_SUITE_P(BothPaths, StoreFault, ::testing::Values(IoMode::direct, IoMode::buffered), path_name);
+INSTANTIATE_TEST_SUITE_P(BothPaths, StoreFault, ::testing::Values(IoMode::direct, IoMode::buffered),
+                         testing::io_mode_name);
 
 // EINVAL from the first direct reads means the file system refuses O_DIRECT: read buffered instead.
 TEST(StoreFallback, EinvalAtTheFirstReadSwitchesToBuffered) {

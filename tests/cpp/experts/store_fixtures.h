@@ -102,6 +102,11 @@ inline std::size_t open_fd_count() {
   return n;
 }
 
+// A parameterised store test's name for its read path.
+inline std::string io_mode_name(const ::testing::TestParamInfo<IoMode>& param) {
+  return param.param == IoMode::direct ? "direct" : "buffered";
+}
+
 // The model of default_layers() in a temporary directory, and stores over it (room for every
 // expert unless cache_bytes says otherwise) whose reads fail with faults_[{layer, expert}] while
 // that entry is set; reads_ counts the reads. Parameterised by the read path.

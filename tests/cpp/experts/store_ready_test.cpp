@@ -141,11 +141,8 @@ TEST_P(StoreReady, ThrowingOnReadyIsRethrownAfterEveryReadAndCachesNothingHalfWa
   EXPECT_EQ(sorted(fetch(*store, 3, {0, 1})), (std::vector<std::int32_t>{0, 1}));
 }
 
-std::string path_name(const ::testing::TestParamInfo<IoMode>& param) {
-  return param.param == IoMode::direct ? "direct" : "buffered";
-}
-
-INSTANTIATE_TEST_SUITE_P(BothPaths, StoreReady, ::testing::Values(IoMode::direct, IoMode::buffered), path_name);
+INSTANTIATE_TEST_SUITE_P(BothPaths, StoreReady, ::testing::Values(IoMode::direct, IoMode::buffered),
+                         testing::io_mode_name);
 
 // A direct read refused with EINVAL is retried buffered: announced once, after the retry.
 TEST(StoreReadyFallback, RefusedDirectReadsAreAnnouncedOnceAfterTheirRetry) {

@@ -35,19 +35,35 @@ struct Experts : NamedExperts {
   Experts(Dtype d, std::int64_t H, std::int64_t I) : NamedExperts(d, H, I, kExperts, kLayer, 1700) {}
 };
 
+// One step's routing of T tokens, k experts each: token t's slot j takes expert (first + t *
+// token_stride + 2 j) % kExperts; its distinct experts ascending, random weights (from `seed`) and
+// inputs x [T, H] (from seed + 100).
+struct Step {
+  std::vector<std::int32_t> ids, unique;
+  std::vector<float> weights, x;
+  Step(std::int64_t T, int k, std::int64_t H, unsigned first, unsigned token_stride, unsigned seed) {
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (int j = 0; j < k; ++j)
+        ids.push_back(static_cast<std::int32_t>(
+            (first + static_cast<unsigned>(t) * token_stride + static_cast<unsigned>(j) * 2) % kExperts));
+    }
+    unique = sorted_unique(ids);
+    weights = random_values(ids.size(), seed, 0.1f, 1.0f);
+    x = random_values(static_cast<std::size_t>(T * H), seed + 100);
+  }
+};
+
 // Steps of T tokens with k experts each (ascending unique lists), moe_experts over each in batches
 // of `batch` experts; returns every step's output, concatenated.
 std::vector<float> run_steps(Backend& b, const Experts& experts, int k, std::int64_t H, std::size_t batch) {
   std::vector<float> all;
   for (unsigned step = 0; step < 6; ++step) {
     const std::int64_t T = step % 2 == 0 ? 1 : 4;
-    std::vector<std::int32_t> ids;
-    for (std::int64_t t = 0; t < T; ++t) {
-      for (int j = 0; j < k; ++j) ids.push_back(static_cast<std::int32_t>((step * 2 + static_cast<unsigned>(t) + static_cast<unsigned>(j) * 2) % kExperts));
-    }
-    const std::vector<std::int32_t> unique = sorted_unique(ids);
-    const std::vector<float> weights = random_values(ids.size(), 1800 + step, 0.1f, 1.0f);
-    Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 1900 + step));
+    const Step s(T, k, H, step * 2, 1, 1800 + step);
+    const std::vector<std::int32_t>& ids = s.ids;
+    const std::vector<std::int32_t>& unique = s.unique;
+    const std::vector<float>& weights = s.weights;
+    Guarded x(b, {T, H}, s.x);
     Guarded out(b, {T, H});
     for (std::size_t begin = 0; begin < unique.size(); begin += batch) {
       const auto sub = std::span(unique).subspan(begin, std::min(batch, unique.size() - begin));
@@ -120,14 +136,11 @@ Streamed run_streamed(backend::vk::VulkanBackend& b, const Experts& experts, int
   EXPECT_GE(capacity, static_cast<std::size_t>(k));
   for (unsigned step = 0; step < 10; ++step) {
     const std::int64_t T = step % 3 == 2 ? 3 : 1;
-    std::vector<std::int32_t> ids;
-    for (std::int64_t t = 0; t < T; ++t) {
-      for (int j = 0; j < k; ++j)
-        ids.push_back(static_cast<std::int32_t>((step * 7 + static_cast<unsigned>(t) * 3 + static_cast<unsigned>(j) * 2) % kExperts));
-    }
-    const std::vector<std::int32_t> unique = sorted_unique(ids);
-    const std::vector<float> weights = random_values(ids.size(), 2800 + step, 0.1f, 1.0f);
-    Guarded x(b, {T, H}, random_values(static_cast<std::size_t>(T * H), 2900 + step));
+    const Step s(T, k, H, step * 7, 3, 2800 + step);
+    const std::vector<std::int32_t>& ids = s.ids;
+    const std::vector<std::int32_t>& unique = s.unique;
+    const std::vector<float>& weights = s.weights;
+    Guarded x(b, {T, H}, s.x);
     Guarded out(b, {T, H});
     for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
       const auto batch = std::span(unique).subspan(begin, std::min(capacity, unique.size() - begin));
