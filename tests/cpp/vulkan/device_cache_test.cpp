@@ -35,21 +35,38 @@ struct Experts : NamedExperts {
   Experts(Dtype d, std::int64_t H, std::int64_t I) : NamedExperts(d, H, I, kExperts, kLayer, 1700) {}
 };
 
-// One step's routing of T tokens, k experts each: token t's slot j takes expert (first + t *
-// token_stride + 2 j) % kExperts; its distinct experts ascending, random weights (from `seed`) and
-// inputs x [T, H] (from seed + 100).
+// One step of T tokens, k experts each: token t's slot j takes expert (first + t * token_stride +
+// 2 j) % kExperts. Its distinct experts ascending, random weights (from `seed`), the inputs x
+// [T, H] (from seed + 100) and a poisoned out [T, H] on the backend.
 struct Step {
+  std::int64_t T;
+  int k;
   std::vector<std::int32_t> ids, unique;
-  std::vector<float> weights, x;
-  Step(std::int64_t T, int k, std::int64_t H, unsigned first, unsigned token_stride, unsigned seed) {
+  std::vector<float> weights;
+  Guarded x, out;
+  Step(Backend& b, std::int64_t T_, int k_, std::int64_t H, unsigned first, unsigned token_stride, unsigned seed)
+      : T(T_),
+        k(k_),
+        ids(routed_ids(T_, k_, first, token_stride)),
+        unique(sorted_unique(ids)),
+        weights(random_values(ids.size(), seed, 0.1f, 1.0f)),
+        x(b, {T_, H}, random_values(static_cast<std::size_t>(T_ * H), seed + 100)),
+        out(b, {T_, H}) {}
+  // unique's experts [begin, begin + n), fewer at the end.
+  std::span<const std::int32_t> batch(std::size_t begin, std::size_t n) const {
+    return std::span(unique).subspan(begin, std::min(n, unique.size() - begin));
+  }
+  backend::MoeRouting routing(std::span<const std::int32_t> batch) const { return {T, k, ids, weights, batch}; }
+
+ private:
+  static std::vector<std::int32_t> routed_ids(std::int64_t T, int k, unsigned first, unsigned token_stride) {
+    std::vector<std::int32_t> ids;
     for (std::int64_t t = 0; t < T; ++t) {
       for (int j = 0; j < k; ++j)
         ids.push_back(static_cast<std::int32_t>(
             (first + static_cast<unsigned>(t) * token_stride + static_cast<unsigned>(j) * 2) % kExperts));
     }
-    unique = sorted_unique(ids);
-    weights = random_values(ids.size(), seed, 0.1f, 1.0f);
-    x = random_values(static_cast<std::size_t>(T * H), seed + 100);
+    return ids;
   }
 };
 
@@ -59,18 +76,13 @@ std::vector<float> run_steps(Backend& b, const Experts& experts, int k, std::int
   std::vector<float> all;
   for (unsigned step = 0; step < 6; ++step) {
     const std::int64_t T = step % 2 == 0 ? 1 : 4;
-    const Step s(T, k, H, step * 2, 1, 1800 + step);
-    const std::vector<std::int32_t>& ids = s.ids;
-    const std::vector<std::int32_t>& unique = s.unique;
-    const std::vector<float>& weights = s.weights;
-    Guarded x(b, {T, H}, s.x);
-    Guarded out(b, {T, H});
-    for (std::size_t begin = 0; begin < unique.size(); begin += batch) {
-      const auto sub = std::span(unique).subspan(begin, std::min(batch, unique.size() - begin));
-      b.moe_experts(x.tensor(), {T, k, ids, weights, sub}, experts.weights(sub), out.tensor(), begin > 0);
+    Step s(b, T, k, H, step * 2, 1, 1800 + step);
+    for (std::size_t begin = 0; begin < s.unique.size(); begin += batch) {
+      const auto sub = s.batch(begin, batch);
+      b.moe_experts(s.x.tensor(), s.routing(sub), experts.weights(sub), s.out.tensor(), begin > 0);
     }
-    out.expect_guards_intact("moe_experts");
-    const std::vector<float> v = out.values();
+    s.out.expect_guards_intact("moe_experts");
+    const std::vector<float> v = s.out.values();
     all.insert(all.end(), v.begin(), v.end());
   }
   return all;
@@ -136,14 +148,9 @@ Streamed run_streamed(backend::vk::VulkanBackend& b, const Experts& experts, int
   EXPECT_GE(capacity, static_cast<std::size_t>(k));
   for (unsigned step = 0; step < 10; ++step) {
     const std::int64_t T = step % 3 == 2 ? 3 : 1;
-    const Step s(T, k, H, step * 7, 3, 2800 + step);
-    const std::vector<std::int32_t>& ids = s.ids;
-    const std::vector<std::int32_t>& unique = s.unique;
-    const std::vector<float>& weights = s.weights;
-    Guarded x(b, {T, H}, s.x);
-    Guarded out(b, {T, H});
-    for (std::size_t begin = 0; begin < unique.size(); begin += capacity) {
-      const auto batch = std::span(unique).subspan(begin, std::min(capacity, unique.size() - begin));
+    Step s(b, T, k, H, step * 7, 3, 2800 + step);
+    for (std::size_t begin = 0; begin < s.unique.size(); begin += capacity) {
+      const auto batch = s.batch(begin, capacity);
       const std::vector<bool> held = b.experts_held(kLayer, batch);
       std::vector<backend::ExpertWeights> given = experts.weights(batch);
       if (how == Uploads::ahead) {
@@ -159,10 +166,10 @@ Streamed run_streamed(backend::vk::VulkanBackend& b, const Experts& experts, int
       for (std::size_t i = 0; i < batch.size(); ++i) {
         if (held[i] || how == Uploads::ahead) given[i] = {{}, {}, {}, kLayer, batch[i], true};
       }
-      b.moe_experts(x.tensor(), {T, k, ids, weights, batch}, given, out.tensor(), begin > 0);
+      b.moe_experts(s.x.tensor(), s.routing(batch), given, s.out.tensor(), begin > 0);
     }
-    out.expect_guards_intact("moe_experts");
-    result.outputs.push_back(out.values());
+    s.out.expect_guards_intact("moe_experts");
+    result.outputs.push_back(s.out.values());
     result.stats.push_back(b.stats());
     result.lru.push_back(b.expert_cache()->slots().lru_order(0));
   }
