@@ -122,18 +122,12 @@ INSTANTIATE_TEST_SUITE_P(BothPaths, StoreFault, ::testing::Values(IoMode::direct
 
 // EINVAL from the first direct reads means the file system refuses O_DIRECT: read buffered instead.
 TEST(StoreFallback, EinvalAtTheFirstReadSwitchesToBuffered) {
-  testing::TempDir dir;
-  testing::write_model(dir.path(), testing::default_layers());
-  const auto model = format::PackedModel::open(dir.path());
-  int calls = 0;
-  StoreOptions options;
-  options.fault_injector = [&](int, int) { return ++calls <= 2 ? EINVAL : 0; };
-  ExpertStore store(model, options);
-  EXPECT_EQ(store.stats().io, "direct");
-  const auto records = store.fetch(0, std::vector<std::int32_t>{2, 5});
-  for (const auto& r : records) EXPECT_TRUE(testing::record_matches(r, *model->expert_layer(0)));
-  EXPECT_EQ(store.stats().io, "buffered");
-  EXPECT_EQ(calls, 4);  // asked again for the retried reads
+  testing::RefusingStore s(2);
+  EXPECT_EQ(s.store->stats().io, "direct");
+  const auto records = s.store->fetch(0, std::vector<std::int32_t>{2, 5});
+  for (const auto& r : records) EXPECT_TRUE(testing::record_matches(r, *s.model->expert_layer(0)));
+  EXPECT_EQ(s.store->stats().io, "buffered");
+  EXPECT_EQ(s.calls, 4);  // asked again for the retried reads
 }
 
 TEST(StoreFallback, EinvalAfterADirectReadIsAnError) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -106,6 +107,25 @@ inline std::size_t open_fd_count() {
 inline std::string io_mode_name(const ::testing::TestParamInfo<IoMode>& param) {
   return param.param == IoMode::direct ? "direct" : "buffered";
 }
+
+// The model of default_layers() in a temporary directory and a store over it (default options:
+// direct reads) whose first `refused` reads fail with EINVAL, as from a file system that refuses
+// O_DIRECT; calls counts the reads.
+struct RefusingStore {
+  TempDir dir;
+  std::shared_ptr<const format::PackedModel> model;
+  int calls = 0;
+  std::unique_ptr<ExpertStore> store;
+  explicit RefusingStore(int refused) {
+    write_model(dir.path(), default_layers());
+    model = format::PackedModel::open(dir.path());
+    StoreOptions options;
+    options.fault_injector = [this, refused](int, int) { return ++calls <= refused ? EINVAL : 0; };
+    store = std::make_unique<ExpertStore>(model, options);
+  }
+  RefusingStore(const RefusingStore&) = delete;  // the injector holds `this`
+  RefusingStore& operator=(const RefusingStore&) = delete;
+};
 
 // The model of default_layers() in a temporary directory, and stores over it (room for every
 // expert unless cache_bytes says otherwise) whose reads fail with faults_[{layer, expert}] while

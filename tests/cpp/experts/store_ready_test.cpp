@@ -146,22 +146,16 @@ INSTANTIATE_TEST_SUITE_P(BothPaths, StoreReady, ::testing::Values(IoMode::direct
 
 // A direct read refused with EINVAL is retried buffered: announced once, after the retry.
 TEST(StoreReadyFallback, RefusedDirectReadsAreAnnouncedOnceAfterTheirRetry) {
-  testing::TempDir dir;
-  testing::write_model(dir.path(), testing::default_layers());
-  const auto model = format::PackedModel::open(dir.path());
-  int calls = 0;
-  StoreOptions options;
-  options.fault_injector = [&](int, int) { return ++calls <= 3 ? EINVAL : 0; };  // every first read
-  ExpertStore store(model, options);
+  testing::RefusingStore s(3);  // every first read
   std::map<std::int32_t, int> announced;
   const std::vector<std::int32_t> experts{2, 4, 5};
-  store.fetch(0, experts, [&](std::size_t index, const ExpertRecord& record) {
-    EXPECT_TRUE(testing::record_matches(record, *model->expert_layer(0)));
+  s.store->fetch(0, experts, [&](std::size_t index, const ExpertRecord& record) {
+    EXPECT_TRUE(testing::record_matches(record, *s.model->expert_layer(0)));
     ++announced[experts[index]];
   });
   EXPECT_EQ(announced, (std::map<std::int32_t, int>{{2, 1}, {4, 1}, {5, 1}}));
-  EXPECT_EQ(store.stats().io, "buffered");
-  EXPECT_EQ(calls, 6);
+  EXPECT_EQ(s.store->stats().io, "buffered");
+  EXPECT_EQ(s.calls, 6);
 }
 
 }  // namespace
