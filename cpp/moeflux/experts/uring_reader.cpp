@@ -56,6 +56,11 @@ void UringReader::read(std::span<ReadRequest> requests, const ReadDone& on_done)
   }
 
   unsigned in_flight = 0;
+  // io_uring_enter itself failed: the reads left fail (fail_and_drain), then on_done's exception, if any.
+  const auto fail = [&](int ret) {
+    fail_and_drain(requests, -ret, in_flight, announce);
+    announce.rethrow();
+  };
   const auto prepare = [&] {  // SQEs for queued requests, up to the queue depth
     while (queue_count_ > 0 && in_flight < queue_depth_) {
       io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
@@ -75,11 +80,7 @@ void UringReader::read(std::span<ReadRequest> requests, const ReadDone& on_done)
   while (queue_count_ > 0 || in_flight > 0) {
     prepare();
     int ret = io_uring_submit_and_wait(ring_.get(), 1);
-    if (ret < 0 && !transient(-ret)) {
-      fail_and_drain(requests, -ret, in_flight, announce);
-      announce.rethrow();
-      return;
-    }
+    if (ret < 0 && !transient(-ret)) return fail(ret);
     unsigned head = 0, seen = 0;
     io_uring_cqe* cqe = nullptr;
     io_uring_for_each_cqe(ring_.get(), head, cqe) {
@@ -97,11 +98,7 @@ void UringReader::read(std::span<ReadRequest> requests, const ReadDone& on_done)
     }
     for (const std::size_t index : finished_) announce(index);
     finished_.clear();
-    if (ret < 0 && !transient(-ret)) {
-      fail_and_drain(requests, -ret, in_flight, announce);
-      announce.rethrow();
-      return;
-    }
+    if (ret < 0 && !transient(-ret)) return fail(ret);
   }
   announce.rethrow();
 }
