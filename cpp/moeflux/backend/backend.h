@@ -63,6 +63,8 @@ struct ExpertWeights {
   int layer = -1;
   std::int32_t expert = -1;
   bool on_device = false;  // the device tier holds it (experts_held): the views carry no bytes
+  // Block r: gate (0), up (1) or down (2).
+  const format::TensorView& block(std::size_t r) const { return r == 0 ? gate : r == 1 ? up : down; }
 };
 
 // The routed experts as a backend with a device tier sees them: per MoE layer, its decoder layer,

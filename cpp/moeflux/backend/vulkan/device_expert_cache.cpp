@@ -215,7 +215,7 @@ std::array<Tensor, 3> VulkanBackend::slot_tensors(std::uint32_t slot, const Expe
   const auto& storage = expert_cache_->slot(slot);
   std::array<Tensor, 3> out;
   for (std::size_t r = 0; r < 3; ++r) {
-    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    const format::TensorView& view = w.block(r);
     const WeightForm form = weight_form(view, "moe_experts");
     MF_CHECK(form.bytes <= storage[r]->bytes(), ShapeError, "[moe_experts] expert ", w.expert, " of layer ", w.layer,
              " block '", view.name, "' needs ", form.bytes, " bytes on the device, more than its slot's ",
@@ -228,7 +228,7 @@ std::array<Tensor, 3> VulkanBackend::slot_tensors(std::uint32_t slot, const Expe
 void VulkanBackend::upload_to_slot(const ExpertWeights& w, const std::array<Tensor, 3>& blocks) {
   DeviceExpertCache& cache = *expert_cache_;
   for (std::size_t r = 0; r < 3; ++r) {
-    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    const format::TensorView& view = w.block(r);
     write_weight(view, blocks[r], /*on_transfer=*/true);
     cache.stats.bytes_uploaded += weight_form(view, "moe_experts").bytes;
   }
@@ -237,14 +237,13 @@ void VulkanBackend::upload_to_slot(const ExpertWeights& w, const std::array<Tens
 
 std::vector<std::array<Tensor, 3>> VulkanBackend::expert_tensors(std::span<const ExpertWeights> batch) {
   std::vector<std::array<Tensor, 3>> out(batch.size());
-  auto blocks = [](const ExpertWeights& w) { return std::array<const format::TensorView*, 3>{&w.gate, &w.up, &w.down}; };
   const int m = batch.empty() || !expert_cache_ ? -1 : expert_cache_->moe_layer(batch.front().layer);
   const bool named = std::all_of(batch.begin(), batch.end(), [&](const ExpertWeights& w) {
     return w.expert >= 0 && w.layer == batch.front().layer;
   });
   if (m < 0 || !named) {  // no tier for these experts: uploaded for this call only
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      for (std::size_t r = 0; r < 3; ++r) out[i][r] = resident(*blocks(batch[i])[r]);
+      for (std::size_t r = 0; r < 3; ++r) out[i][r] = resident(batch[i].block(r));
     }
     return out;
   }
@@ -326,7 +325,7 @@ bool VulkanBackend::upload_expert(const ExpertWeights& w) {
   if (slots.holds(m, w.expert)) return true;  // pinned by the batch: moe_experts counts its hit
   // Every check before the slot changes hands, so that a bad record leaves the tier as it was.
   for (std::size_t r = 0; r < 3; ++r) {
-    const format::TensorView& view = r == 0 ? w.gate : r == 1 ? w.up : w.down;
+    const format::TensorView& view = w.block(r);
     const WeightForm form = weight_form(view, "upload_expert");
     const std::uint64_t needed = format::stored_nbytes(view.dtype, view.shape, form.quant);
     MF_CHECK(form.bytes <= cache.block_bytes(r) && view.data != nullptr && view.nbytes >= needed, ShapeError,

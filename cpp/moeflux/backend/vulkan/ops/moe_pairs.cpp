@@ -182,7 +182,7 @@ void VulkanBackend::moe_experts_pairs(const Tensor& x, const MoeRouting& routing
   const std::uint32_t E = static_cast<std::uint32_t>(routing.unique.back()) + 1;
   ExpertForms forms;
   for (std::size_t r = 0; r < 3; ++r) {
-    const format::TensorView& view = r == 0 ? experts[0].gate : r == 1 ? experts[0].up : experts[0].down;
+    const format::TensorView& view = experts[0].block(r);
     forms.role[r] = weight_form(view, "moe_experts");
   }
   forms.gate_shape = experts[0].gate.shape;
