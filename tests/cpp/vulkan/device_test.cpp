@@ -2,7 +2,9 @@
 // create_backend("vulkan"), and that a validation error is caught and raised at the next sync.
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -109,6 +111,29 @@ TEST(VulkanProfiler, CountsAndTimesCommandsPerShader) {
   if (three < 0) GTEST_SKIP() << "the device's compute queue has no timestamps";
   EXPECT_EQ(three, 3.0);
   EXPECT_EQ(count_adds(5), 5.0);
+}
+
+// The GPU's time between a batch that ended and the next one, which the host submitted later, is
+// counted as idle: here at least the host's pause between them.
+TEST(VulkanProfiler, CountsTheGpuIdleBetweenBatches) {
+  backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
+  options.profile = true;
+  backend::vk::VulkanBackend gpu(options);
+  Tensor a = gpu.empty({64}), b = gpu.empty({64});
+  gpu.upload(random_values(64, 91), a);
+  gpu.add(a, a, b);
+  gpu.finish();
+  gpu.reset_stats();
+  if (gpu.stats().count("gpu_idle_seconds") == 0) GTEST_SKIP() << "the device's compute queue has no timestamps";
+  constexpr double kPause = 0.05;
+  for (int i = 0; i < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kPause));
+    gpu.add(a, a, b);
+    gpu.finish();
+  }
+  EXPECT_GE(gpu.stats().at("gpu_idle_seconds"), 2 * kPause * 0.9);
+  gpu.reset_stats();
+  EXPECT_EQ(gpu.stats().at("gpu_idle_seconds"), 0.0);
 }
 
 }  // namespace

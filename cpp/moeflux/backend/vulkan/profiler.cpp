@@ -54,6 +54,11 @@ void Profiler::collect(BatchQueries& q) {
   check(vkGetQueryPoolResults(device_.handle(), q.pool, 0, q.used, t.size() * sizeof(std::uint64_t), t.data(),
                               sizeof(std::uint64_t), VK_QUERY_RESULT_64_BIT),
         "vkGetQueryPoolResults");
+  // Batches complete in submission order on the one queue, so a batch that began after the one
+  // before it ended found the GPU idle.
+  const std::uint64_t begin = t[0] & mask_;
+  if (last_end_ != 0 && begin > last_end_) idle_seconds_ += static_cast<double>(begin - last_end_) * period_ns_ * 1e-9;
+  last_end_ = t[q.used - 1] & mask_;
   for (std::uint32_t i = 1; i < q.used; ++i) {
     const std::uint64_t a = t[i - 1] & mask_, b = t[i] & mask_;
     const std::uint64_t dt = b >= a ? b - a : 0;  // a command that finished before the one before it

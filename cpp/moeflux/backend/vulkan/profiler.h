@@ -2,7 +2,9 @@
 // profiling is on (VulkanOptions::profile, MOEFLUX_VULKAN_PROFILE=1): the time between a command's
 // timestamp and the one before it goes to the command's label (its shader, or "copy"). Commands
 // that overlap (no barrier between them) share the time out in the order they finish; the sum over
-// labels is the batch's GPU time. Off, it costs nothing.
+// labels is the batch's GPU time. The GPU's idle time between batches (a batch that began after the
+// one before it ended: waiting for the host to record or submit) is counted apart. Off, it costs
+// nothing.
 #pragma once
 
 #include <vulkan/vulkan.h>
@@ -39,7 +41,11 @@ class Profiler {
     std::uint64_t commands = 0;
   };
   const std::map<std::string, Usage, std::less<>>& usage() const { return usage_; }
-  void reset() { usage_.clear(); }
+  double idle_seconds() const { return idle_seconds_; }
+  void reset() {
+    usage_.clear();
+    idle_seconds_ = 0.0;
+  }
 
  private:
   const Device& device_;
@@ -47,6 +53,8 @@ class Profiler {
   double period_ns_ = 1.0;
   std::uint64_t mask_ = ~0ull;
   std::map<std::string, Usage, std::less<>> usage_;
+  double idle_seconds_ = 0.0;
+  std::uint64_t last_end_ = 0;  // the last timestamp of the batch collected before (0: none yet)
 };
 
 }  // namespace moeflux::backend::vk

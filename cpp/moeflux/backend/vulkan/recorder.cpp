@@ -520,6 +520,7 @@ std::map<std::string, double> Recorder::stats() const {
       {"vk_record_seconds", record_seconds_ - base_.record_seconds},
       {"vk_wait_seconds", wait_seconds_ - base_.wait_seconds},
   };
+  if (profiler_.enabled()) s["gpu_idle_seconds"] = profiler_.idle_seconds();
   for (const auto& [label, u] : profiler_.usage()) {
     s["gpu_seconds." + label] = u.seconds;
     s["gpu_commands." + label] = static_cast<double>(u.commands);
