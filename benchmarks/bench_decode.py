@@ -106,6 +106,7 @@ def run_one(path: Path, spec: str, args: argparse.Namespace) -> dict:
         # The GPU waiting for the host between batches (recording, the step from logits to the next
         # token), per token.
         recorder["gpu_idle_ms_per_token"] = round(1e3 * s.get("gpu_idle_seconds", 0.0) / args.tokens, 4)
+        recorder["gpu_idle_after_wait_ms_per_token"] = round(1e3 * s.get("gpu_idle_after_wait_seconds", 0.0) / args.tokens, 4)
         recorder["gpu_us_per_layer"] = {k: round(1e6 * v / n_layers, 2) for k, v in sorted(gpu.items(), key=lambda kv: -kv[1])}
         commands = {k.split(".", 1)[1]: v for k, v in s.items() if k.startswith("gpu_commands.")}
         recorder["gpu_us_per_command"] = {k: round(1e6 * v * args.tokens / commands[k], 2)

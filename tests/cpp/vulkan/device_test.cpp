@@ -114,7 +114,7 @@ TEST(VulkanProfiler, CountsAndTimesCommandsPerShader) {
 }
 
 // The GPU's time between a batch that ended and the next one, which the host submitted later, is
-// counted as idle: here at least the host's pause between them.
+// counted as idle: here at least the host's pause between them, each after a host wait.
 TEST(VulkanProfiler, CountsTheGpuIdleBetweenBatches) {
   backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
   options.profile = true;
@@ -132,6 +132,7 @@ TEST(VulkanProfiler, CountsTheGpuIdleBetweenBatches) {
     gpu.finish();
   }
   EXPECT_GE(gpu.stats().at("gpu_idle_seconds"), 2 * kPause * 0.9);
+  EXPECT_GE(gpu.stats().at("gpu_idle_after_wait_seconds"), 2 * kPause * 0.9);  // each batch came after a wait
   gpu.reset_stats();
   EXPECT_EQ(gpu.stats().at("gpu_idle_seconds"), 0.0);
 }

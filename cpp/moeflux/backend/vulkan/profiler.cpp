@@ -25,8 +25,9 @@ Profiler::Profiler(const Device& device, bool enabled) : device_(device) {
   mask_ = bits >= 64 ? ~0ull : (1ull << bits) - 1;
 }
 
-void Profiler::begin(VkCommandBuffer cmd, BatchQueries& q) {
+void Profiler::begin(VkCommandBuffer cmd, BatchQueries& q, bool after_wait) {
   if (!enabled_) return;
+  q.after_wait = after_wait;
   if (q.pool == VK_NULL_HANDLE) {
     auto info = vk_struct<VkQueryPoolCreateInfo>(VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO);
     info.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -57,7 +58,11 @@ void Profiler::collect(BatchQueries& q) {
   // Batches complete in submission order on the one queue, so a batch that began after the one
   // before it ended found the GPU idle.
   const std::uint64_t begin = t[0] & mask_;
-  if (last_end_ != 0 && begin > last_end_) idle_seconds_ += static_cast<double>(begin - last_end_) * period_ns_ * 1e-9;
+  if (last_end_ != 0 && begin > last_end_) {
+    const double idle = static_cast<double>(begin - last_end_) * period_ns_ * 1e-9;
+    idle_seconds_ += idle;
+    if (q.after_wait) idle_after_wait_seconds_ += idle;
+  }
   last_end_ = t[q.used - 1] & mask_;
   for (std::uint32_t i = 1; i < q.used; ++i) {
     const std::uint64_t a = t[i - 1] & mask_, b = t[i] & mask_;

@@ -3,8 +3,9 @@
 // timestamp and the one before it goes to the command's label (its shader, or "copy"). Commands
 // that overlap (no barrier between them) share the time out in the order they finish; the sum over
 // labels is the batch's GPU time. The GPU's idle time between batches (a batch that began after the
-// one before it ended: waiting for the host to record or submit) is counted apart. Off, it costs
-// nothing.
+// one before it ended: waiting for the host to record or submit) is counted apart, and of it the
+// part before the first batch after a host wait (the host's turn from results to the next work).
+// Off, it costs nothing.
 #pragma once
 
 #include <vulkan/vulkan.h>
@@ -24,13 +25,14 @@ struct BatchQueries {
   VkQueryPool pool = VK_NULL_HANDLE;
   std::uint32_t used = 0;
   std::vector<std::string_view> labels;  // of timestamps 1..used-1 (shader names live in the pipeline table)
+  bool after_wait = false;  // the first batch after the host waited for every batch before it
 };
 
 class Profiler {
  public:
   Profiler(const Device& device, bool enabled);
   bool enabled() const { return enabled_; }
-  void begin(VkCommandBuffer cmd, BatchQueries& q);                          // at the batch's start
+  void begin(VkCommandBuffer cmd, BatchQueries& q, bool after_wait);         // at the batch's start
   void mark(VkCommandBuffer cmd, BatchQueries& q, std::string_view label);  // after a command
   void collect(BatchQueries& q);  // the batch completed: adds its intervals
   void destroy(BatchQueries& q);
@@ -42,9 +44,10 @@ class Profiler {
   };
   const std::map<std::string, Usage, std::less<>>& usage() const { return usage_; }
   double idle_seconds() const { return idle_seconds_; }
+  double idle_after_wait_seconds() const { return idle_after_wait_seconds_; }
   void reset() {
     usage_.clear();
-    idle_seconds_ = 0.0;
+    idle_seconds_ = idle_after_wait_seconds_ = 0.0;
   }
 
  private:
@@ -53,7 +56,7 @@ class Profiler {
   double period_ns_ = 1.0;
   std::uint64_t mask_ = ~0ull;
   std::map<std::string, Usage, std::less<>> usage_;
-  double idle_seconds_ = 0.0;
+  double idle_seconds_ = 0.0, idle_after_wait_seconds_ = 0.0;
   std::uint64_t last_end_ = 0;  // the last timestamp of the batch collected before (0: none yet)
 };
 

@@ -188,7 +188,7 @@ Recorder::Batch& Recorder::open() {
   }
   begin_commands(device_.handle(), pool_, open_->cmd);
   open_->dispatches = 0;
-  profiler_.begin(open_->cmd, open_->queries);
+  profiler_.begin(open_->cmd, open_->queries, /*after_wait=*/flush_at_ == kFlushDispatchesIdle);
   return *open_;
 }
 
@@ -520,7 +520,10 @@ std::map<std::string, double> Recorder::stats() const {
       {"vk_record_seconds", record_seconds_ - base_.record_seconds},
       {"vk_wait_seconds", wait_seconds_ - base_.wait_seconds},
   };
-  if (profiler_.enabled()) s["gpu_idle_seconds"] = profiler_.idle_seconds();
+  if (profiler_.enabled()) {
+    s["gpu_idle_seconds"] = profiler_.idle_seconds();
+    s["gpu_idle_after_wait_seconds"] = profiler_.idle_after_wait_seconds();
+  }
   for (const auto& [label, u] : profiler_.usage()) {
     s["gpu_seconds." + label] = u.seconds;
     s["gpu_commands." + label] = static_cast<double>(u.commands);
