@@ -242,8 +242,7 @@ class Qwen3Moe : public Model {
       }
     }
 
-    lm_head_block(b, x, {final_norm_, norm}, lm_head_, options.logits, logits);
-    if (routing) moe_routing.collect(*routing);
+    moe_routing.download(lm_head_block(b, x, {final_norm_, norm}, lm_head_, options.logits), logits, routing);
     state.n_past += T;
   }
 

@@ -340,8 +340,7 @@ class Qwen3Next : public Model {
       }
     }
 
-    lm_head_block(b, x, {final_norm_, norm}, lm_head_, options.logits, logits);
-    if (routing) moe_routing.collect(*routing);
+    moe_routing.download(lm_head_block(b, x, {final_norm_, norm}, lm_head_, options.logits), logits, routing);
     std::swap(state.committed, state.working);  // the call succeeded: its states are the session's
     state.n_past += T;
   }

@@ -14,6 +14,10 @@ namespace {
 }
 }  // namespace
 
+void Backend::download_all(std::span<const TensorDownload> items) {
+  for (const TensorDownload& item : items) download(*item.src, item.dst);
+}
+
 void Backend::route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) {
   MF_CHECK(logits.rank() == 2 && routing.rank() == 2 && routing.dim(0) == logits.dim(0) &&
                routing.dim(1) == 2 * static_cast<std::int64_t>(options.k) && options.k >= 1 && options.k <= logits.dim(1),

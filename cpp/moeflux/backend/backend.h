@@ -79,6 +79,12 @@ struct ExpertCacheLayout {
   std::vector<Layer> layers;
 };
 
+// One tensor of download_all and where its elements go (as many as it has).
+struct TensorDownload {
+  const Tensor* src = nullptr;
+  std::span<float> dst;
+};
+
 // Device memory as the budget planner sees it (bytes of the device-local heaps).
 struct DeviceMemoryInfo {
   std::uint64_t heap_bytes = 0;       // size of the device-local heaps
@@ -109,6 +115,9 @@ class Backend {
   virtual Tensor empty(Shape shape) = 0;  // float32, contents unspecified
   virtual void upload(std::span<const float> src, Tensor& dst) = 0;
   virtual void download(const Tensor& src, std::span<float> dst) = 0;  // waits for pending work
+  // download() of several tensors with one host wait where the backend can (the end of a forward
+  // call: its logits and its routing); this default downloads them one by one.
+  virtual void download_all(std::span<const TensorDownload> items);
 
   // --- ops (x, y: activations; w: resident weights)
   // out[t] = table[ids[t]]; table [V, H], out [T, H]

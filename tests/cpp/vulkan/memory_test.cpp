@@ -40,6 +40,46 @@ TEST_F(VulkanTest, LargeUploadsAndDownloadsGoInPieces) {
   EXPECT_GT(gpu_->context().recorder.submits(), submits + 1);  // a download submits per piece
 }
 
+// Several tensors come back with one submit and wait while they fit one piece of staging (a weight
+// in its stored dtype on its own), in pieces past it; a wrong size is refused before anything runs.
+TEST_F(VulkanTest, DownloadAllWaitsOnceForSmallTensors) {
+  const std::vector<float> a_values = random_values(7 * 33, 7), b_values = random_values(5, 8);
+  const StoredWeight w(format::Dtype::bf16, {3, 8}, random_values(24, 9));
+  Guarded a(*gpu_, {7, 33}, a_values), b(*gpu_, {5}, b_values);
+  const Tensor weight = gpu_->resident(w.view());
+  gpu_->finish();
+  std::vector<float> a_back(a_values.size()), b_back(b_values.size()), w_back(w.rounded.size());
+  const auto& recorder = gpu_->context().recorder;
+  std::uint64_t submits = recorder.submits();
+  const backend::TensorDownload two[] = {{&a.tensor(), a_back}, {&b.tensor(), b_back}};
+  gpu_->download_all(two);
+  EXPECT_EQ(recorder.submits(), submits + 1);
+  expect_same_bits(a_back, a_values, "a");
+  expect_same_bits(b_back, b_values, "b");
+  const backend::TensorDownload with_weight[] = {{&b.tensor(), b_back}, {&weight, w_back}};
+  gpu_->download_all(with_weight);
+  expect_same_bits(w_back, w.rounded, "the weight, widened");
+
+  const std::vector<float> big = random_values((3 << 20) + 5, 10);  // 12 MiB each: two pieces
+  Tensor c = gpu_->empty({static_cast<std::int64_t>(big.size())}), d = gpu_->empty({static_cast<std::int64_t>(big.size())});
+  gpu_->upload(big, c);
+  gpu_->upload(big, d);
+  gpu_->finish();
+  std::vector<float> c_back(big.size()), d_back(big.size());
+  submits = recorder.submits();
+  const backend::TensorDownload large[] = {{&c, c_back}, {&d, d_back}};
+  gpu_->download_all(large);
+  EXPECT_EQ(recorder.submits(), submits + 2);
+  expect_same_bits(c_back, big, "c");
+  expect_same_bits(d_back, big, "d");
+
+  std::vector<float> short_back(4);
+  const backend::TensorDownload wrong[] = {{&b.tensor(), b_back}, {&a.tensor(), short_back}};
+  submits = recorder.submits();
+  EXPECT_THROW(gpu_->download_all(wrong), ShapeError);
+  EXPECT_EQ(recorder.submits(), submits);
+}
+
 // After the host waited for the GPU, the first batch is submitted after 8 dispatches and each next
 // one after twice as many as the one before, up to 96: the GPU starts at once and never waits for
 // the host to record a long batch.

@@ -22,14 +22,25 @@ MoeRoutingSlot ForwardRouting::layer(std::int64_t moe_index) const {
   return slot;
 }
 
-void ForwardRouting::collect(RoutingRecord& r) const {
+void ForwardRouting::download(const backend::Tensor& logits_out, std::vector<float>& logits,
+                              RoutingRecord* record) const {
+  logits.resize(logits_out.defined() ? static_cast<std::size_t>(logits_out.numel()) : 0);
+  const bool routing = record != nullptr && n_moe_ > 0 && T_ > 0;
+  std::vector<float> values(routing ? static_cast<std::size_t>(routing_.numel()) : 0);
+  std::vector<float> router_logits(routing && logits_.defined() ? static_cast<std::size_t>(logits_.numel()) : 0);
+  std::vector<backend::TensorDownload> downloads;
+  if (logits_out.defined()) downloads.push_back({&logits_out, logits});
+  if (routing) downloads.push_back({&routing_, values});
+  if (!router_logits.empty()) downloads.push_back({&logits_, router_logits});
+  backend_.download_all(downloads);
+  if (record == nullptr) return;
+
+  RoutingRecord& r = *record;
   const auto size = static_cast<std::size_t>(T_ * n_moe_ * k_);
   r.experts.assign(size, 0);
   r.weights.assign(size, 0.0f);
   r.router_logits.assign(logits_.defined() ? static_cast<std::size_t>(T_ * n_moe_ * E_) : 0, 0.0f);
-  if (size == 0) return;
-  std::vector<float> values(static_cast<std::size_t>(routing_.numel()));
-  backend_.download(routing_, values);
+  if (!routing) return;
   std::vector<std::int32_t> experts(size);
   std::vector<float> weights(size);
   backend::routing_from_tensor(values, k_, experts, weights);  // [moe_layers, T, k]
@@ -40,12 +51,9 @@ void ForwardRouting::collect(RoutingRecord& r) const {
       std::copy_n(weights.begin() + static_cast<std::ptrdiff_t>(from), k_, r.weights.begin() + static_cast<std::ptrdiff_t>(to));
     }
   }
-  if (!logits_.defined()) return;
-  std::vector<float> logits(static_cast<std::size_t>(logits_.numel()));
-  backend_.download(logits_, logits);
-  for (std::int64_t j = 0; j < n_moe_; ++j) {
+  for (std::int64_t j = 0; j < n_moe_ && !router_logits.empty(); ++j) {
     for (std::int64_t t = 0; t < T_; ++t) {
-      std::copy_n(logits.begin() + (j * T_ + t) * E_, E_, r.router_logits.begin() + (t * n_moe_ + j) * E_);
+      std::copy_n(router_logits.begin() + (j * T_ + t) * E_, E_, r.router_logits.begin() + (t * n_moe_ + j) * E_);
     }
   }
 }

@@ -1,5 +1,6 @@
 // The end of a forward call: the final norm and the LM head over all T rows, only the last, or
-// none (ForwardOptions::logits), downloaded into `logits` ([n, vocab] row-major; cleared for none).
+// none (ForwardOptions::logits). The logits [n, vocab] stay on the backend (undefined for none):
+// ForwardRouting::download brings them back with the call's routing in one host wait.
 #pragma once
 
 #include <vector>
@@ -11,7 +12,7 @@
 namespace moeflux::arch {
 
 // x [T, H] the residual stream; norm: the final norm; lm_head [vocab, H].
-void lm_head_block(backend::Backend& backend, const backend::Tensor& x, const PreNorm& norm,
-                   const backend::Tensor& lm_head, LogitsMode mode, std::vector<float>& logits);
+backend::Tensor lm_head_block(backend::Backend& backend, const backend::Tensor& x, const PreNorm& norm,
+                              const backend::Tensor& lm_head, LogitsMode mode);
 
 }  // namespace moeflux::arch

@@ -177,9 +177,7 @@ Recorder::~Recorder() {
 
 Recorder::Batch& Recorder::open() {
   if (open_) return *open_;
-  std::uint64_t completed = 0;
-  check(vkGetSemaphoreCounterValue(device_.handle(), timeline_, &completed), "vkGetSemaphoreCounterValue");
-  reclaim(completed);
+  reclaim(completed());
   if (!idle_.empty()) {
     open_ = std::move(idle_.back());
     idle_.pop_back();
@@ -452,26 +450,51 @@ void Recorder::reclaim_transfers(bool wait_all) {
 }
 
 void Recorder::download(const Binding& src, std::span<std::byte> dst) {
-  MF_ASSERT(dst.size() == src.range && src.offset + src.range <= src.block->size, "download of ", src.range,
-            " bytes into ", dst.size());
-  for (VkDeviceSize done = 0; done < dst.size();) {
-    const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, dst.size() - done);
-    Batch& batch = open();
-    retire_staged(batch);  // every dispatch that could read them was recorded before this copy
-    const Allocation s = staging(batch, n);
-    const Binding from{src.block, src.offset + done, n}, to{s.block, s.offset, n};
-    track(std::span(&from, 1), std::span(&to, 1), true);
-    const VkBufferCopy region{src.offset + done, s.offset, n};
-    vkCmdCopyBuffer(batch.cmd, src.block->buffer, s.block->buffer, 1, &region);
-    profiler_.mark(batch.cmd, batch.queries, "copy");
-    // The host reads the copy: make it visible to the host domain before the semaphore signals.
-    memory_barrier(batch.cmd, true, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  download(std::span(&src, 1), std::span(&dst, 1));
+}
+
+void Recorder::download(std::span<const Binding> srcs, std::span<const std::span<std::byte>> dsts) {
+  MF_ASSERT(srcs.size() == dsts.size(), "download of ", srcs.size(), " ranges into ", dsts.size());
+  // Pieces of at most kCopyChunk; as many per wait as that much staging holds.
+  struct Piece {
+    Allocation staging;
+    std::byte* to;
+    VkDeviceSize bytes;
+  };
+  std::vector<Piece> pieces;
+  VkDeviceSize pending = 0;
+  const auto complete = [&] {
+    // The host reads the copies: make them visible to the host domain before the semaphore signals.
+    memory_barrier(open().cmd, true, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
     flush();
     wait(submitted_);
-    std::memcpy(dst.data() + done, s.mapped(), n);  // before reclaim() returns the staging memory
+    for (const Piece& p : pieces) std::memcpy(p.to, p.staging.mapped(), p.bytes);  // before reclaim() frees them
     reclaim(submitted_);
-    done += n;
+    pieces.clear();
+    pending = 0;
+  };
+  for (std::size_t i = 0; i < srcs.size(); ++i) {
+    const Binding& src = srcs[i];
+    const std::span<std::byte> dst = dsts[i];
+    MF_ASSERT(dst.size() == src.range && src.offset + src.range <= src.block->size, "download of ", src.range,
+              " bytes into ", dst.size());
+    for (VkDeviceSize done = 0; done < dst.size();) {
+      const VkDeviceSize n = std::min<VkDeviceSize>(kCopyChunk, dst.size() - done);
+      if (!pieces.empty() && pending + n > kCopyChunk) complete();
+      Batch& batch = open();
+      retire_staged(batch);  // every dispatch that could read them was recorded before this copy
+      const Allocation s = staging(batch, n);
+      const Binding from{src.block, src.offset + done, n}, to{s.block, s.offset, n};
+      track(std::span(&from, 1), std::span(&to, 1), true);
+      const VkBufferCopy region{src.offset + done, s.offset, n};
+      vkCmdCopyBuffer(batch.cmd, src.block->buffer, s.block->buffer, 1, &region);
+      profiler_.mark(batch.cmd, batch.queries, "copy");
+      pieces.push_back({s, dst.data() + done, n});
+      pending += n;
+      done += n;
+    }
   }
+  if (!pieces.empty()) complete();
   device_.validation_log().rethrow_new();
 }
 
@@ -486,6 +509,12 @@ void Recorder::flush() {
   submitted_ = batch.value;
   flush_at_ = std::min(2 * flush_at_, kFlushDispatches);
   in_flight_.push_back(std::move(open_));
+}
+
+std::uint64_t Recorder::completed() const {
+  std::uint64_t value = 0;
+  check(vkGetSemaphoreCounterValue(device_.handle(), timeline_, &value), "vkGetSemaphoreCounterValue");
+  return value;
 }
 
 void Recorder::wait(std::uint64_t value) {

@@ -68,6 +68,8 @@ class Recorder {
   void copy(const Binding& src, const Binding& dst);
   // Copies device bytes back to the host: submits, waits, copies. The only host wait.
   void download(const Binding& src, std::span<std::byte> dst);
+  // The same for several ranges, with one wait (while their bytes fit one piece of staging).
+  void download(std::span<const Binding> srcs, std::span<const std::span<std::byte>> dsts);
 
   // Ranges the next dispatch reads by device address (expert weights), which its bindings do not
   // show: they join the read set, so a copy that wrote them gets its barrier.
@@ -105,6 +107,7 @@ class Recorder {
   void track(std::span<const Binding> reads, std::span<const Binding> writes, bool copy);
   VkDescriptorSet descriptor_set(Batch& batch, const Pipeline& pipeline);
   Allocation staging(Batch& batch, VkDeviceSize size);
+  std::uint64_t completed() const;  // the timeline's value: batches up to it have completed
   void wait(std::uint64_t value);
   void reclaim(std::uint64_t completed);
   void check_binding(const Binding& b) const;

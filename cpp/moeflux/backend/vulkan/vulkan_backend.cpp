@@ -17,6 +17,14 @@ namespace {
 
 constexpr std::size_t kWidenChunk = 1 << 22;  // elements widened on the host per upload piece
 
+// download()'s checks: a tensor of this backend, into as many floats as it has elements.
+void check_download(const Tensor& src, std::span<float> dst, const Context& context) {
+  storage_of(src, context, "download", "src");
+  MF_CHECK(static_cast<std::int64_t>(dst.size()) == src.numel(), ShapeError, "[download] a tensor of shape ",
+           format::shape_string(src.shape()), " (", src.numel(), " elements) into ", dst.size(),
+           " floats; sizes must match");
+}
+
 }  // namespace
 
 VulkanBackend::VulkanBackend(const VulkanOptions& options) : context_(std::make_shared<Context>(options)) {}
@@ -120,10 +128,7 @@ void VulkanBackend::upload(std::span<const float> src, Tensor& dst) {
 }
 
 void VulkanBackend::download(const Tensor& src, std::span<float> dst) {
-  storage_of(src, *context_, "download", "src");
-  MF_CHECK(static_cast<std::int64_t>(dst.size()) == src.numel(), ShapeError, "[download] a tensor of shape ",
-           format::shape_string(src.shape()), " (", src.numel(), " elements) into ", dst.size(),
-           " floats; sizes must match");
+  check_download(src, dst, *context_);
   const std::int64_t n = src.numel();
   Recorder& recorder = context_->recorder;
   if (n == 0) return;
@@ -142,6 +147,27 @@ void VulkanBackend::download(const Tensor& src, std::span<float> dst) {
   } else {
     format::to_f32(raw.data(), src.dtype(), static_cast<std::size_t>(n), dst.data());
   }
+}
+
+void VulkanBackend::download_all(std::span<const TensorDownload> items) {
+  // float32 tensors in one submit and wait; weights in their stored dtype one by one (download()).
+  for (const TensorDownload& item : items) {  // every check before anything runs
+    MF_ASSERT(item.src != nullptr, "download_all of a null tensor");
+    check_download(*item.src, item.dst, *context_);
+  }
+  std::vector<Binding> srcs;
+  std::vector<std::span<std::byte>> dsts;
+  for (const TensorDownload& item : items) {
+    const Tensor& src = *item.src;
+    if (src.numel() == 0) continue;
+    if (src.dtype() != Dtype::f32) {
+      download(src, item.dst);
+      continue;
+    }
+    srcs.push_back(byte_range(src, 0, src.numel()));
+    dsts.push_back(std::as_writable_bytes(item.dst));
+  }
+  if (!srcs.empty()) context_->recorder.download(srcs, dsts);
 }
 
 }  // namespace vk

@@ -35,6 +35,7 @@ class VulkanBackend final : public Backend {
   Tensor empty(Shape shape) override;
   void upload(std::span<const float> src, Tensor& dst) override;
   void download(const Tensor& src, std::span<float> dst) override;
+  void download_all(std::span<const TensorDownload> items) override;
 
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
