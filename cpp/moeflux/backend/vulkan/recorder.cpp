@@ -20,6 +20,10 @@ constexpr VkDeviceSize kFlushStaging = 64ull << 20;       // submit a batch hold
 constexpr VkDeviceSize kMaxStagingInFlight = 256ull << 20;  // then wait until less is in flight
 constexpr std::size_t kMaxTracked = 256;                  // spans tracked before a barrier anyway
 constexpr std::uint64_t kWaitTimeoutNs = 600ull * 1000 * 1000 * 1000;
+// A blocking wait returns some time after the GPU signals (the driver's wake-up), and the GPU then
+// idles until the host records more: a host wait blocks only until the batch before the one it
+// waits for, then polls for that one for at most this long.
+constexpr double kPollSeconds = 0.005;
 // Submit after this many dispatches, so the GPU starts while the host records the rest. After the
 // GPU went idle (the host waited for all of it, as a decode step does for its logits) the first
 // batch is submitted after kFlushDispatchesIdle and each next one after twice as many, up to
@@ -519,7 +523,12 @@ std::uint64_t Recorder::completed() const {
 
 void Recorder::wait(std::uint64_t value) {
   const auto start = std::chrono::steady_clock::now();
-  wait_semaphore(device_.handle(), timeline_, value, "the GPU");
+  if (completed() < value) {
+    if (value > 1) wait_semaphore(device_.handle(), timeline_, value - 1, "the GPU");
+    const auto polling = std::chrono::steady_clock::now();
+    while (completed() < value && seconds_since(polling) < kPollSeconds) std::this_thread::yield();
+    wait_semaphore(device_.handle(), timeline_, value, "the GPU");
+  }
   wait_seconds_ += seconds_since(start);
   if (value >= submitted_) flush_at_ = kFlushDispatchesIdle;
 }
