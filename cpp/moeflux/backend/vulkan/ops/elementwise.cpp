@@ -27,7 +27,7 @@ void binary(Context& ctx, std::string_view op, const Tensor& a, const Tensor& b,
   cpu::check_disjoint_or_same(a, out, op, "the first input");
   cpu::check_disjoint_or_same(b, out, op, "the second input");
   const std::int64_t n = out.numel();
-  const Pipeline& pipeline = ctx.pipelines.get(util::concat(op, "_f32"));
+  const Pipeline& pipeline = ctx.pipelines.get(std::string(op).append("_f32"));
   const std::int64_t piece = rows_per_binding(4, dev, op);
   for (std::int64_t i0 = 0; i0 < n; i0 += piece) {
     const std::int64_t count = std::min(piece, n - i0);

@@ -72,12 +72,19 @@ std::uint32_t groups_for(std::int64_t items, std::int64_t per_group, const Devic
   return static_cast<std::uint32_t>(std::clamp<std::int64_t>(groups, 1, cap));
 }
 
+// Names are built for every dispatch: appends to one string, not a stream.
 std::string variant(std::string_view shader, Dtype weights, bool subgroup) {
-  return util::concat(shader, "_", format::dtype_name(weights), "_f32", subgroup ? "_sg" : "");
+  std::string name;
+  name.reserve(64);
+  name.append(shader).append("_").append(format::dtype_name(weights)).append("_f32");
+  if (subgroup) name.append("_sg");
+  return name;
 }
 
 std::string norm_variant(std::string_view shader, Dtype weights, Dtype norm_weight) {
-  return util::concat(shader, "_", format::dtype_name(weights), "_f32_", format::dtype_name(norm_weight), "_sg");
+  std::string name = variant(shader, weights, false);
+  name.append("_").append(format::dtype_name(norm_weight)).append("_sg");
+  return name;
 }
 
 }  // namespace moeflux::backend::vk
