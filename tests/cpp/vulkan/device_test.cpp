@@ -89,14 +89,21 @@ TEST(VulkanDevices, AValidationErrorIsRaisedAtTheNextSync) {
   EXPECT_NO_THROW(gpu->finish());  // each message is raised once
 }
 
-// With the profiler on, every dispatch is measured under its shader's label, and a reset starts
-// the counts again.
-TEST(VulkanProfiler, CountsAndTimesCommandsPerShader) {
-  backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
-  options.profile = true;
-  backend::vk::VulkanBackend gpu(options);
-  Tensor a = gpu.empty({64}), b = gpu.empty({64});
-  gpu.upload(random_values(64, 90), a);
+// A backend with the profiler on and two small tensors for its dispatches.
+class VulkanProfiler : public ::testing::Test {
+ protected:
+  static backend::vk::VulkanOptions profiled() {
+    backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
+    options.profile = true;
+    return options;
+  }
+  VulkanProfiler() : gpu(profiled()), a(gpu.empty({64})), b(gpu.empty({64})) { gpu.upload(random_values(64, 90), a); }
+  VulkanBackend gpu;
+  Tensor a, b;
+};
+
+// Every dispatch is measured under its shader's label, and a reset starts the counts again.
+TEST_F(VulkanProfiler, CountsAndTimesCommandsPerShader) {
   auto count_adds = [&](int n) {
     gpu.finish();
     gpu.reset_stats();
@@ -115,12 +122,7 @@ TEST(VulkanProfiler, CountsAndTimesCommandsPerShader) {
 
 // The GPU's time between a batch that ended and the next one, which the host submitted later, is
 // counted as idle: here at least the host's pause between them, each after a host wait.
-TEST(VulkanProfiler, CountsTheGpuIdleBetweenBatches) {
-  backend::vk::VulkanOptions options = backend::vk::options_from_environment("");
-  options.profile = true;
-  backend::vk::VulkanBackend gpu(options);
-  Tensor a = gpu.empty({64}), b = gpu.empty({64});
-  gpu.upload(random_values(64, 91), a);
+TEST_F(VulkanProfiler, CountsTheGpuIdleBetweenBatches) {
   gpu.add(a, a, b);
   gpu.finish();
   gpu.reset_stats();
