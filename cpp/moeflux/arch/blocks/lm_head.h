@@ -3,8 +3,6 @@
 // ForwardRouting::download brings them back with the call's routing in one host wait.
 #pragma once
 
-#include <vector>
-
 #include "moeflux/arch/model.h"
 #include "moeflux/arch/blocks/pre_norm.h"
 #include "moeflux/backend/backend.h"
