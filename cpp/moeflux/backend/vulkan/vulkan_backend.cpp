@@ -25,6 +25,19 @@ void check_download(const Tensor& src, std::span<float> dst, const Context& cont
            " floats; sizes must match");
 }
 
+// A weight in its stored dtype: its bytes read back and widened exactly, as format does.
+void download_weight(const Tensor& src, std::span<float> dst, Recorder& recorder) {
+  const std::uint64_t bytes = format::stored_nbytes(src.dtype(), src.shape(), src.quant());
+  std::vector<std::byte> raw(bytes);
+  recorder.download(byte_range(src, 0, static_cast<std::int64_t>(bytes / element_bytes(src.dtype()))), raw);
+  if (src.quantized()) {
+    const format::QuantLayout layout = format::quant_layout(src.shape(), src.quant());
+    format::dequantize_rows(raw.data(), layout, src.quant(), 0, layout.rows, dst.data());
+  } else {
+    format::to_f32(raw.data(), src.dtype(), dst.size(), dst.data());
+  }
+}
+
 }  // namespace
 
 VulkanBackend::VulkanBackend(const VulkanOptions& options) : context_(std::make_shared<Context>(options)) {}
@@ -128,46 +141,30 @@ void VulkanBackend::upload(std::span<const float> src, Tensor& dst) {
 }
 
 void VulkanBackend::download(const Tensor& src, std::span<float> dst) {
-  check_download(src, dst, *context_);
-  const std::int64_t n = src.numel();
-  Recorder& recorder = context_->recorder;
-  if (n == 0) return;
-  if (src.dtype() == Dtype::f32) {
-    recorder.download(byte_range(src, 0, n), std::as_writable_bytes(dst));
-    return;
-  }
-  // A weight in its stored dtype: read the bytes back and widen them exactly, as format does.
-  const bool quantized = src.quantized();
-  const std::uint64_t bytes = format::stored_nbytes(src.dtype(), src.shape(), src.quant());
-  std::vector<std::byte> raw(bytes);
-  recorder.download(byte_range(src, 0, static_cast<std::int64_t>(bytes / element_bytes(src.dtype()))), raw);
-  if (quantized) {
-    const format::QuantLayout layout = format::quant_layout(src.shape(), src.quant());
-    format::dequantize_rows(raw.data(), layout, src.quant(), 0, layout.rows, dst.data());
-  } else {
-    format::to_f32(raw.data(), src.dtype(), static_cast<std::size_t>(n), dst.data());
-  }
+  const TensorDownload one{&src, dst};
+  download_all(std::span(&one, 1));
 }
 
 void VulkanBackend::download_all(std::span<const TensorDownload> items) {
-  // float32 tensors in one submit and wait; weights in their stored dtype one by one (download()).
   for (const TensorDownload& item : items) {  // every check before anything runs
     MF_ASSERT(item.src != nullptr, "download_all of a null tensor");
     check_download(*item.src, item.dst, *context_);
   }
+  // float32 tensors in one submit and wait; weights in their stored dtype one by one.
+  Recorder& recorder = context_->recorder;
   std::vector<Binding> srcs;
   std::vector<std::span<std::byte>> dsts;
   for (const TensorDownload& item : items) {
     const Tensor& src = *item.src;
     if (src.numel() == 0) continue;
-    if (src.dtype() != Dtype::f32) {
-      download(src, item.dst);
-      continue;
+    if (src.dtype() == Dtype::f32) {
+      srcs.push_back(byte_range(src, 0, src.numel()));
+      dsts.push_back(std::as_writable_bytes(item.dst));
+    } else {
+      download_weight(src, item.dst, recorder);
     }
-    srcs.push_back(byte_range(src, 0, src.numel()));
-    dsts.push_back(std::as_writable_bytes(item.dst));
   }
-  if (!srcs.empty()) context_->recorder.download(srcs, dsts);
+  if (!srcs.empty()) recorder.download(srcs, dsts);
 }
 
 }  // namespace vk
