@@ -524,7 +524,10 @@ std::uint64_t Recorder::completed() const {
 void Recorder::wait(std::uint64_t value) {
   const auto start = std::chrono::steady_clock::now();
   if (completed() < value) {
-    if (value > 1) wait_semaphore(device_.handle(), timeline_, value - 1, "the GPU");
+    if (value > 1) {
+      wait_semaphore(device_.handle(), timeline_, value - 1, "the GPU");
+      reclaim(value - 1);  // the batches before the last one, while the GPU runs it
+    }
     const auto polling = std::chrono::steady_clock::now();
     while (completed() < value && seconds_since(polling) < kPollSeconds) std::this_thread::yield();
     wait_semaphore(device_.handle(), timeline_, value, "the GPU");

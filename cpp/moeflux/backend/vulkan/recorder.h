@@ -108,6 +108,7 @@ class Recorder {
   VkDescriptorSet descriptor_set(Batch& batch, const Pipeline& pipeline);
   Allocation staging(Batch& batch, VkDeviceSize size);
   std::uint64_t completed() const;  // the timeline's value: batches up to it have completed
+  // Blocks until `value`; the batches before it are reclaimed while the last one still runs.
   void wait(std::uint64_t value);
   void reclaim(std::uint64_t completed);
   void check_binding(const Binding& b) const;
