@@ -23,9 +23,13 @@
 //     and into its shared rows (the cache rows are not read before: nothing else reads them);
 //  4. after its states, each workgroup counts its chunk for its KV head; the last one merges every
 //     chunk's state into out as attention_combine does, and sets the counter back to 0.
+// With x_scale, q, the new key and value come from a folded norm (backend.h's FoldedNorm): the
+// workgroups also add up x's squares while their loads are in flight and scale the three by
+// 1 / rms(x) before the per-head norms.
 // Bindings: 0 q f32 [nh, D], 1 cos/sin f32 [2, 1, half], 2 q_norm, 3 k_norm WEIGHT_T [D], 4 the new
-// key f32 [nkv, D], 5 the new value f32 [nkv, Dv] (q, key and value read as vec4s), 6 k cache,
-// 7 v cache (read and written), 8 partial, 9 out f32 [nh, Dv], 10 counters uint [nkv]. The host
+// key f32 [nkv, D], 5 the new value f32 [nkv, Dv] (q, key and value read as vec4s), 6 x f32 [H]
+// (vec4s), 7 k cache, 8 v cache (read and written), 9 partial, 10 out f32 [nh, Dv], 11 counters
+// uint [nkv]. The host
 // (ops/attention.cpp's step_chunk) also keeps (group + 1) * D / 4 <= S_MAX, (group + 1) * D / 4 +
 // Dv / 4 <= 2 * WG and the q rows inside KV_VEC4S. Defines: W_F32 | W_F16 | W_BF16 (the norms).
 #include "common/types.glsl"
@@ -49,15 +53,16 @@ layout(std430, binding = 2) readonly buffer QNorm { WEIGHT_T qn[]; };
 layout(std430, binding = 3) readonly buffer KNorm { WEIGHT_T kn[]; };
 layout(std430, binding = 4) readonly buffer KNew4 { vec4 knew4[]; };
 layout(std430, binding = 5) readonly buffer VNew4 { vec4 vnew4[]; };
-layout(std430, binding = 6) buffer K { float k[]; };
-layout(std430, binding = 6) buffer K4 { vec4 k4[]; };
-layout(std430, binding = 7) buffer V { float v[]; };
-layout(std430, binding = 7) buffer V4 { vec4 v4[]; };
+layout(std430, binding = 6) readonly buffer X4 { vec4 x4[]; };
+layout(std430, binding = 7) buffer K { float k[]; };
+layout(std430, binding = 7) buffer K4 { vec4 k4[]; };
+layout(std430, binding = 8) buffer V { float v[]; };
+layout(std430, binding = 8) buffer V4 { vec4 v4[]; };
 // The last workgroup of a KV head reads every workgroup's states: coherent, past L1.
-layout(std430, binding = 8) coherent buffer Partial { float out_[]; };
-layout(std430, binding = 8) coherent buffer Partial4 { vec4 partial4[]; };
-layout(std430, binding = 9) writeonly buffer Out { float attn[]; };
-layout(std430, binding = 10) coherent buffer Counter { uint counter[]; };
+layout(std430, binding = 9) coherent buffer Partial { float out_[]; };
+layout(std430, binding = 9) coherent buffer Partial4 { vec4 partial4[]; };
+layout(std430, binding = 10) writeonly buffer Out { float attn[]; };
+layout(std430, binding = 11) coherent buffer Counter { uint counter[]; };
 #define ROW0 0u
 #define ROWS (p.nkv * p.group)
 #define CHUNK_FIRST 0u
@@ -133,19 +138,46 @@ void load_inputs(uint kvh, bool new_here, out StepInput in_[PREP]) {
   }
 }
 
+// This invocation's share of x's squares (x_scale).
+float x_squares() {
+  float sum = 0.0;
+  if (p.x_scale != 0u) {
+    for (uint c = gl_LocalInvocationID.x; c < p.H / 4; c += WG) {
+      const vec4 xv = x4[p.x_first / 4 + c];
+      sum += dot(xv, xv);
+    }
+  }
+  return sum;
+}
+
 // q normalised and rotated as attention_inputs does into kv's first rows (one per head, D / 4 + 1
 // vec4s apart so that step 1's lanes over heads read different banks); with `new_here` the new key
 // into kv[k_at + j_new * kp, + D / 4) and the new value into kv[v_at + j_new * vp, + Dv / 4), both
-// also written into the caches (the caller's next barrier fences the last stores).
+// also written into the caches (the caller's next barrier fences the last stores). With x_scale,
+// all three are scaled by 1 / rms(x) first (x_sq: this invocation's share of its squares).
 void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key_row, uint j_new, uint k_at,
-                    uint v_at, uint kp, uint vp) {
+                    uint v_at, uint kp, uint vp, float x_sq) {
   const uint tid = gl_LocalInvocationID.x, d4n = p.D / 4, v4n = p.Dv / 4, nq = p.group * d4n;
   const uint n_items = new_here ? nq + d4n + v4n : nq, half4 = p.half_dim / 4, qp = d4n + 1;
+  if (p.x_scale != 0u) probs[tid] = x_sq;  // scratch until step 2 (S_MAX >= WG + 16)
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG;
     if (e < nq + d4n) scores[e] = dot(in_[i].x, in_[i].x);  // the squares, per vec4 (scratch)
   }
   barrier();
+  float x_scale = 1.0;
+  if (p.x_scale != 0u) {  // uniform: x's squares summed in two levels of 16
+    if (tid < 16) {
+      float s = 0.0;
+      for (uint i = 0; i < WG / 16; ++i) s += probs[tid * (WG / 16) + i];
+      probs[WG + tid] = s;
+    }
+    barrier();
+    float total = 0.0;
+    for (uint i = 0; i < 16; ++i) total += probs[WG + i];
+    x_scale = 1.0 / sqrt(total / float(p.H) + p.x_eps);
+    [[unroll]] for (uint i = 0; i < PREP; ++i) in_[i].x *= x_scale;
+  }
   // Normalised per head (the key is head `group`).
   [[unroll]] for (uint i = 0; i < PREP; ++i) {
     const uint e = tid + i * WG, head = e / d4n;
@@ -154,7 +186,7 @@ void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key
     if (p.norm != 0) {
       float sum = 0.0;
       for (uint s = 0; s < d4n; ++s) sum += scores[head * d4n + s];
-      inv_rms = 1.0 / sqrt(sum / float(p.D) + p.eps);
+      inv_rms = 1.0 / sqrt(sum * (x_scale * x_scale) / float(p.D) + p.eps);  // the squares were unscaled
     }
     in_[i].x = (in_[i].x * inv_rms) * in_[i].w;
     kv[head * qp + e % d4n] = in_[i].x;
@@ -266,10 +298,11 @@ void main() {
 #ifdef STEP
       StepInput in_[PREP];
       load_inputs(kvh, new_here, in_);
+      const float x_sq = x_squares();
 #endif
       barrier();  // the previous chunk's reads of shared memory are done
 #ifdef STEP
-      prepare_inputs(kvh, new_here, in_, position - p.key_begin, position - c0, k_at, v_at, kp, vp);
+      prepare_inputs(kvh, new_here, in_, position - p.key_begin, position - c0, k_at, v_at, kp, vp, x_sq);
 #endif
       [[unroll]] for (uint i = 0; i < LOADS; ++i) {
         const uint e = tid + i * WG;

@@ -4,8 +4,10 @@
 // experts split over ascending batches give the bits of one call. Pairs whose table entry is 0 are
 // not this call's. Grid: x over rows (with subgroups a workgroup per row, a subgroup per expert; else
 // the workgroup per row and expert in turn), y over tokens.
-// Bindings: 0 act f32 [T * k, K], 1 routing uint [T, 2k], 2 table uint [E, 6],
-// 3 out f32 [T, N] (read and written).
+// Bindings: 0 act f32 [T * k, K], 1 routing uint [T, 2k], 2 table uint [E, 6], 3 a norm weight
+// [N] as 32-bit words (f32, bf16 or f16 pairs), 4 out f32 [T, N] (read and written), 5 scaled f32
+// [T, N]. With `fold`, scaled = out * w (or * (1 + w)): the next layer's input norm folded
+// (backend.h's FoldedNorm); else 3 and 5 are not read or written.
 #define USE_BUFFER_REFERENCE
 #include "common/types.glsl"
 #include "common/grid.glsl"
@@ -20,7 +22,28 @@ layout(std430, binding = 0) readonly buffer In { float vin[]; };
 layout(std430, binding = 0) readonly buffer In4 { vec4 vin4[]; };
 layout(std430, binding = 1) readonly buffer Routing { uint routing[]; };
 layout(std430, binding = 2) readonly buffer Table { uint table[]; };
-layout(std430, binding = 3) buffer Out { float out_[]; };
+layout(std430, binding = 3) readonly buffer NormWeight { uint norm_words[]; };
+layout(std430, binding = 4) buffer Out { float out_[]; };
+layout(std430, binding = 5) writeonly buffer Scaled { float scaled[]; };
+
+// The fold's weight of row n, widened exactly.
+float norm_weight(uint n) {
+  const uint at = p.fold_w_first + n;
+  float w;
+  if (p.fold_w_dtype == 0u) {
+    w = uintBitsToFloat(norm_words[at]);
+  } else {
+    const uint word = norm_words[at >> 1], half_bits = (at & 1u) != 0u ? word >> 16 : word & 0xFFFFu;
+    w = p.fold_w_dtype == 1u ? uintBitsToFloat(half_bits << 16) : unpackHalf2x16(half_bits).x;
+  }
+  return p.fold_zero_centered != 0u ? 1.0 + w : w;
+}
+
+// out[at] = acc, and its scaled copy with the fold.
+void store_row(uint t, uint row, uint at_out, float acc) {
+  out_[at_out] = acc;
+  if (p.fold != 0u) scaled[p.fold_out_first + t * p.N + row] = acc * norm_weight(row);
+}
 
 #include "common/expert_dot.glsl"
 
@@ -95,7 +118,7 @@ void main() {
           precise float term = weights[j] * dots[j];
           acc = acc + term;
         }
-        out_[at_out] = acc;
+        store_row(t, row, at_out, acc);
       }
       barrier();  // dots is written again for the next row
 #else
@@ -109,7 +132,7 @@ void main() {
         precise float term = weights[j] * reduce_total[0];
         acc = acc + term;
       }
-      if (TEAM_LANE == 0) out_[at_out] = acc;
+      if (TEAM_LANE == 0) store_row(t, row, at_out, acc);
 #endif
     }
   }

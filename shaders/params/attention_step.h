@@ -31,8 +31,12 @@ MF_PARAMS_BEGIN(AttentionStepParams)
   MF_F32 eps;
   MF_U32 norm;           // 0: no norm; 1: w; 2: (1 + w)
   MF_U32 aligned;        // 1 when the cache rows may be read as vec4s
+  MF_U32 x_scale;        // 1: q, key and value scaled by 1 / rms(x) first (a folded norm)
+  MF_U32 x_first;        // x [H] (a multiple of 4, as H)
+  MF_U32 H;
+  MF_F32 x_eps;
 MF_PARAMS_END(AttentionStepParams)
 MF_PARAMS_CHECK(AttentionStepParams, nkv, 44)
 MF_PARAMS_CHECK(AttentionStepParams, eps, 92)
-MF_PARAMS_SIZE(AttentionStepParams, 104)
+MF_PARAMS_SIZE(AttentionStepParams, 120)
 #endif

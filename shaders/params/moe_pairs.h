@@ -20,8 +20,13 @@ MF_PARAMS_BEGIN(MoePairParams)
   MF_U32 scale_bf16;
   MF_U32 s_first;
   MF_U32 b_first;
+  MF_U32 fold;            // down: 1 also writes scaled = out * the norm weight (FoldedNorm)
+  MF_U32 fold_w_first;    // the weight's element offset in its binding
+  MF_U32 fold_w_dtype;    // 0 f32, 1 bf16, 2 f16
+  MF_U32 fold_zero_centered;  // 1: (1 + w)
+  MF_U32 fold_out_first;  // scaled's element offset
 MF_PARAMS_END(MoePairParams)
 MF_PARAMS_CHECK(MoePairParams, T, 16)
 MF_PARAMS_CHECK(MoePairParams, row_words, 40)
-MF_PARAMS_SIZE(MoePairParams, 64)
+MF_PARAMS_SIZE(MoePairParams, 84)
 #endif

@@ -229,16 +229,26 @@ class Qwen3Moe : public Model {
     const backend::NormOptions norm{p_.eps, false};
     ForwardRouting moe_routing(b, T, n_moe, k_, p_.n_experts, routing != nullptr && options.record_router_logits);
     std::int64_t moe_index = 0;
+    // Where the backend can, a MoE layer also writes x times the next layer's input norm weight, and
+    // that layer projects it (backend.h's FoldedNorm): a decode step without the norm's own step.
+    backend::FoldedNorm fold{Tensor(), norm, Tensor()};
+    bool folded = false;  // fold.scaled holds this layer's normed input
     for (int L = 0; L < p_.n_layers; ++L) {
       const LayerWeights& w = layers_[static_cast<std::size_t>(L)];
       const PreNorm mixer_norm{w.input_norm, norm}, mlp_norm{w.post_norm, norm};
       attention_block(b, attention_config(L), w.attn, state.caches[static_cast<std::size_t>(L)], mixer_norm,
-                      positions, state.n_past, x);
+                      positions, state.n_past, x, folded ? &fold.scaled : nullptr);
+      folded = false;
       if (!w.is_moe) {
         mlp_block(b, w.mlp, mlp_norm, x);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, p_.shared_intermediate > 0};
-        moe_block(b, *context_.store, moe, w.moe, mlp_norm, x, moe_routing.layer(moe_index++));
+        folded = L + 1 < p_.n_layers && !moe.has_shared_expert && b.folds_input_norm(T) && b.can_route_on_device(L, T);
+        if (folded) {
+          fold.weight = layers_[static_cast<std::size_t>(L + 1)].input_norm;
+          if (!fold.scaled.defined()) fold.scaled = b.empty({T, H});
+        }
+        moe_block(b, *context_.store, moe, w.moe, mlp_norm, x, moe_routing.layer(moe_index++), folded ? &fold : nullptr);
       }
     }
 

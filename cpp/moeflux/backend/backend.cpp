@@ -58,7 +58,16 @@ void Backend::attention_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tens
 void Backend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm,
                                     const Tensor& k_norm, const NormOptions& norm,
                                     std::span<const std::int32_t> positions, const RopeOptions& rope_options,
-                                    Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out) {
+                                    Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out,
+                                    const InputScale* input_scale) {
+  if (input_scale != nullptr) {
+    Tensor v_scaled = empty(v.shape());
+    rms_scale(input_scale->x, input_scale->eps, q, q);
+    rms_scale(input_scale->x, input_scale->eps, k, k);
+    rms_scale(input_scale->x, input_scale->eps, v, v_scaled);
+    return attention_with_inputs(q, k, v_scaled, q_norm, k_norm, norm, positions, rope_options, k_cache, v_cache,
+                                 options, out);
+  }
   attention_inputs(q, k, v, q_norm, k_norm, norm, positions, rope_options, k_cache, v_cache, options.n_past);
   MF_CHECK(k_cache.rank() == 2 && v_cache.rank() == 2 && k.rank() == 3 && k.dim(1) > 0 &&
                k_cache.dim(1) % k.dim(1) == 0 && v_cache.dim(1) % k.dim(1) == 0,
@@ -90,9 +99,11 @@ void Backend::router(const Tensor& x, const Tensor& norm_weight, const NormOptio
   route_softmax_topk(logits, options, routing);
 }
 
-void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&, bool) {
+void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&, bool, const FoldedNorm*) {
   not_implemented("moe_experts_routed", *this);
 }
+
+void Backend::rms_scale(const Tensor&, float, const Tensor&, Tensor&) { not_implemented("rms_scale", *this); }
 
 void Backend::causal_conv1d(const Tensor&, const Tensor&, Tensor&, Tensor&) {
   not_implemented("causal_conv1d", *this);

@@ -20,6 +20,23 @@ struct NormOptions {
   bool zero_centered = false;  // weight applied as (1 + w) (Qwen3-Next / Qwen3.5)
 };
 
+// A layer's input norm folded into the steps around it, so that a decode step has no rms_norm of
+// its own there: the MoE step before it, which writes x, also writes `scaled` = x * w (w as
+// `options` applies it); the layer projects `scaled`, and its attention scales q, k and v by
+// 1 / rms(x). A row's projections are linear in it, so these are the projections of rms_norm(x).
+struct FoldedNorm {
+  Tensor weight;  // the norm's weight [H]
+  NormOptions options;
+  Tensor scaled;  // [T, H]: x * w
+};
+
+// Inputs of attention_with_inputs projected from a FoldedNorm's `scaled`: q, k and v are scaled
+// by 1 / sqrt(mean(x^2) + eps), per row of x [T, H], before anything else.
+struct InputScale {
+  Tensor x;
+  float eps = 1e-6f;
+};
+
 struct RopeOptions {
   int rotary_dim = 0;             // the first rotary_dim channels of each head rotate (NeoX pairing)
   std::vector<float> inv_freq;    // [rotary_dim / 2]
@@ -156,11 +173,15 @@ class Backend {
   // attention over the caches (viewed as [capacity, nkv, D] and [capacity, nkv, Dv]) into out
   // [T, nh, Dv]. One op so that a backend can fuse them (Vulkan's decode step normalises and
   // rotates q in the attention's workgroups and merges their chunks in the last one); q and k
-  // hold scratch afterwards. This default runs the two ops.
+  // hold scratch afterwards. With `input_scale`, q, k and v are scaled first (FoldedNorm). This
+  // default runs the ops.
   virtual void attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm,
                                      const Tensor& k_norm, const NormOptions& norm,
                                      std::span<const std::int32_t> positions, const RopeOptions& rope,
-                                     Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out);
+                                     Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out,
+                                     const InputScale* input_scale = nullptr);
+  // out[t] = y[t] / sqrt(mean(x[t]^2) + eps); x [T, H], y and out [T, ...] (out may alias y).
+  virtual void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out);
   // out = silu(gate) * up; all [T, I]
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out = a + b; same shapes (out may alias a or b)
@@ -194,8 +215,11 @@ class Backend {
   // on the device, so the host need not see the routing.
   virtual bool can_route_on_device(int /*layer*/, std::int64_t /*n_tokens*/) const { return false; }
   // moe_experts for every slot of `routing`, the experts of `layer` taken from the device tier
-  // (accumulate: as moe_experts').
-  virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate);
+  // (accumulate: as moe_experts'). With `next`, also next->scaled = out * w (folds_input_norm).
+  virtual void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate,
+                                  const FoldedNorm* next = nullptr);
+  // True when moe_experts_routed takes a FoldedNorm for n_tokens tokens (where it runs at all).
+  virtual bool folds_input_norm(std::int64_t /*n_tokens*/) const { return false; }
 
   // --- Gated DeltaNet (linear attention); the base throws Unsupported for backends without it.
   // Depthwise causal conv: out[t][c] = silu(sum_i w[c][i] * x_{t-K+1+i}[c]), the left context from

@@ -39,7 +39,8 @@ void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, 
 
 void attention_block(backend::Backend& backend, const AttentionConfig& config,
                      const AttentionWeights& weights, KvCache& cache, const PreNorm& norm,
-                     std::span<const std::int32_t> positions, std::int64_t n_past, Tensor& x) {
+                     std::span<const std::int32_t> positions, std::int64_t n_past, Tensor& x,
+                     const Tensor* folded) {
   const std::int64_t T = x.dim(0);
   const std::int64_t nh = config.n_heads, nkv = config.n_kv_heads, D = config.head_dim;
   Tensor q = backend.empty({T, nh * D});
@@ -50,7 +51,12 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   Tensor q_and_gate = config.output_gate ? backend.empty({T, nh * 2 * D}) : q;
   const Tensor ws[] = {weights.q_proj, weights.k_proj, weights.v_proj};
   Tensor ys[] = {q_and_gate, k, v};
-  backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
+  if (folded != nullptr) {
+    MF_ASSERT(!config.output_gate, "a folded norm with an output gate");  // the gate would need the scale too
+    for (std::size_t i = 0; i < 3; ++i) backend.matmul(*folded, ws[i], ys[i]);
+  } else {
+    backend.norm_matmul(x, norm.weight, norm.options, ws, ys, nullptr);
+  }
   if (config.output_gate) {
     gate = backend.empty({T, nh * D});
     backend.copy_column_blocks(q_and_gate, {nh, 2 * D, 0, D, 0}, q);
@@ -66,9 +72,10 @@ void attention_block(backend::Backend& backend, const AttentionConfig& config,
   options.scale = 1.0f / std::sqrt(static_cast<float>(D));
   options.n_past = n_past;
   options.sliding_window = config.sliding_window;
+  const backend::InputScale input_scale{x, norm.options.eps};
   backend.attention_with_inputs(q3, k3, v, config.qk_norm ? weights.q_norm : Tensor(),
                                 config.qk_norm ? weights.k_norm : Tensor(), qk_norm, positions, config.rope, cache.k,
-                                cache.v, options, attn);
+                                cache.v, options, attn, folded != nullptr ? &input_scale : nullptr);
   Tensor attn_rows = attn.view({T, nh * D});
   if (config.output_gate) backend.sigmoid_mul(gate, attn_rows, attn_rows);
   backend.matmul_add(attn_rows, weights.o_proj, x);

@@ -42,10 +42,13 @@ void reserve_kv_cache(backend::Backend& backend, const AttentionConfig& config, 
                       std::int64_t rows, std::int64_t kept);
 
 // x += attention(rms_norm(x)) for T tokens at positions n_past..; appends their keys and values
-// to `cache`.
+// to `cache`. With `folded` (x times the norm's weight, written by the step before: backend.h's
+// FoldedNorm), the block projects it and its attention scales by 1 / rms(x) instead; not with an
+// output gate.
 void attention_block(backend::Backend& backend, const AttentionConfig& config,
                      const AttentionWeights& weights, KvCache& cache, const PreNorm& norm,
-                     std::span<const std::int32_t> positions, std::int64_t n_past, backend::Tensor& x);
+                     std::span<const std::int32_t> positions, std::int64_t n_past, backend::Tensor& x,
+                     const backend::Tensor* folded = nullptr);
 
 // inv_freq[i] = theta^(-2i / rotary_dim), computed as transformers does (float32 of a double power).
 backend::RopeOptions default_rope(double theta, int rotary_dim);

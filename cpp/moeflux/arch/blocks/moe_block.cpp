@@ -30,7 +30,8 @@ void mlp_block(backend::Backend& backend, const MlpWeights& weights, const PreNo
 }
 
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
-               const MoeWeights& weights, const PreNorm& norm, Tensor& x, MoeRoutingSlot routing) {
+               const MoeWeights& weights, const PreNorm& norm, Tensor& x, MoeRoutingSlot routing,
+               const backend::FoldedNorm* next) {
   const std::int64_t T = x.dim(0), H = x.dim(1);
   const int E = config.n_experts, k = config.routing.k;
 
@@ -40,8 +41,11 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   backend.router(x, norm.weight, norm.options, weights.router, config.routing, logits, routing.routing, h);
 
   if (backend.can_route_on_device(config.layer, T)) {
-    backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true);
+    MF_ASSERT(next == nullptr || (!config.has_shared_expert && backend.folds_input_norm(T)),
+              "a folded norm the block cannot write");
+    backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true, next);
   } else {
+    MF_ASSERT(next == nullptr, "a folded norm without routing on the device");
     std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
     backend.download(routing.routing, values);  // the layer's one sync point
     std::vector<std::int32_t> experts(static_cast<std::size_t>(T * k));

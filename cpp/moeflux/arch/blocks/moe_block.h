@@ -36,8 +36,12 @@ struct MoeWeights {
   backend::Tensor shared_expert_gate;  // [1, H], when has_shared_expert
 };
 
-// x += moe(rms_norm(x)); x [T, H]; the routing goes to `routing` (ForwardRouting::layer).
+// x += moe(rms_norm(x)); x [T, H]; the routing goes to `routing` (ForwardRouting::layer). With
+// `next`, the next layer's input norm is folded into the block (next->scaled = x * w: backend.h's
+// FoldedNorm); only where the backend routes this layer on the device, folds_input_norm(T) and
+// there is no shared expert.
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
-               const MoeWeights& weights, const PreNorm& norm, backend::Tensor& x, MoeRoutingSlot routing);
+               const MoeWeights& weights, const PreNorm& norm, backend::Tensor& x, MoeRoutingSlot routing,
+               const backend::FoldedNorm* next = nullptr);
 
 }  // namespace moeflux::arch

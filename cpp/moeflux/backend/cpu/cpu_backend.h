@@ -101,6 +101,7 @@ class CpuBackend final : public Backend {
 
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
+  void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
   void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
   void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;

@@ -1,5 +1,6 @@
 // rms_norm over the last axis, as transformers' Qwen3MoeRMSNorm / Qwen3NextRMSNorm compute it in
-// float32: variance = sum(x^2) / C, r = 1 / sqrt(variance + eps), y = (x * r) * w or * (1 + w).
+// float32: variance = sum(x^2) / C, r = 1 / sqrt(variance + eps), y = (x * r) * w or * (1 + w);
+// rms_scale: another tensor's rows times the same r.
 #include <cmath>
 
 #include "moeflux/backend/cpu/cpu_backend.h"
@@ -44,6 +45,25 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& o
     wf = widened;
   }
   cpu::rms_norm(data_of(x, "rms_norm", "x"), wf, x.numel() / C, C, options, data_of(out, "rms_norm", "out"));
+}
+
+void CpuBackend::rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) {
+  check_rank(x, 2, "rms_scale", "x");
+  const std::int64_t T = x.dim(0), H = x.dim(1);
+  MF_CHECK(y.rank() >= 1 && y.dim(0) == T && H > 0 && out.shape() == y.shape(), ShapeError, "[rms_scale] x ",
+           format::shape_string(x.shape()), ", y ", format::shape_string(y.shape()), ", out ",
+           format::shape_string(out.shape()), "; expected x [T, H], y and out [T, ...]");
+  const std::int64_t C = T > 0 ? y.numel() / T : 0;
+  check_disjoint_or_same(y, out, "rms_scale", "y");
+  check_disjoint(x, out, "rms_scale", "x");
+  const float* xs = data_of(x, "rms_scale", "x");
+  const float* ys = data_of(y, "rms_scale", "y");
+  float* os = data_of(out, "rms_scale", "out");
+  for (std::int64_t t = 0; t < T; ++t) {
+    const float* xr = xs + t * H;
+    const float inv_rms = 1.0f / std::sqrt(dot(xr, xr, H) / static_cast<float>(H) + eps);  // as rms_norm
+    for (std::int64_t c = 0; c < C; ++c) os[t * C + c] = ys[t * C + c] * inv_rms;
+  }
 }
 
 }  // namespace moeflux::backend::cpu

@@ -31,6 +31,7 @@
 #include "params/moe_pairs.h"
 #include "params/moe_route.h"
 #include "params/rms_norm.h"
+#include "params/rms_scale.h"
 #include "params/rope.h"
 #include "params/sigmoid_mul.h"
 #include "params/swiglu.h"
@@ -45,6 +46,7 @@ using namespace params;
 constexpr ShaderSpec kShaders[] = {
     {"embedding", 3, sizeof(EmbeddingParams), 256},
     {"rms_norm", 3, sizeof(RmsNormParams), 256},
+    {"rms_scale", 3, sizeof(RmsScaleParams), 256},
     {"matmul_vec", 3, sizeof(MatmulParams), 128},
     {"matmul_vec_norm", 4, sizeof(MatmulParams), 128},
     {"matmul_vec_norm_route", 6, sizeof(MatmulParams), 128},
@@ -63,14 +65,14 @@ constexpr ShaderSpec kShaders[] = {
     {"matmul_tiled_q", 5, sizeof(MatmulQParams), 256},  // its tiles assume 256 invocations
     {"attention_split", 4, sizeof(AttentionParams), 128},
     {"attention_decode", 4, sizeof(AttentionParams), 256},  // LOADS assumes 256 invocations
-    {"attention_decode_step", 11, sizeof(AttentionStepParams), 256},  // as attention_decode
+    {"attention_decode_step", 12, sizeof(AttentionStepParams), 256},  // as attention_decode
     {"attention_combine", 2, sizeof(AttentionCombineParams), 128},
     {"attention_prefill", 4, sizeof(AttentionParams), 128},
     {"moe_accumulate", 3, sizeof(MoeAccumulateParams), 256},
     {"fill", 1, sizeof(FillParams), 256},
     {"moe_route", 2, sizeof(MoeRouteParams), 256},
     {"moe_gate_up", 4, sizeof(MoePairParams), 256},
-    {"moe_down", 4, sizeof(MoePairParams), 128},
+    {"moe_down", 6, sizeof(MoePairParams), 128},
     {"moe_grouped", 4, sizeof(MoeGroupedParams), 256},  // its tiles assume 256 invocations
     {"moe_combine", 3, sizeof(MoeCombineParams), 256},
     {"copy_column_blocks", 2, sizeof(CopyColumnBlocksParams), 256},

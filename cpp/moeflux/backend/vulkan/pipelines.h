@@ -15,10 +15,10 @@
 
 namespace moeflux::backend::vk {
 
-// The most storage buffers a shader binds (attention_decode_step's 11), and the most that the
+// The most storage buffers a shader binds (attention_decode_step's 12), and the most that the
 // shaders every path needs bind: devices offering fewer per shader stage than that are refused at
 // selection; an op whose fused shader binds more than the device offers takes its plain ops.
-constexpr std::uint32_t kMaxShaderBindings = 11;
+constexpr std::uint32_t kMaxShaderBindings = 12;
 constexpr std::uint32_t kRequiredShaderBindings = 8;
 
 // A row of the table: what the host must know about a shader template.

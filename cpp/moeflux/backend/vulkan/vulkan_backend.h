@@ -39,6 +39,7 @@ class VulkanBackend final : public Backend {
 
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
+  void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
   void matmul_add(const Tensor& x, const Tensor& w, Tensor& y) override;
   void norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options, std::span<const Tensor> ws,
@@ -54,7 +55,8 @@ class VulkanBackend final : public Backend {
                  const AttentionOptions& options, Tensor& out) override;
   void attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v, const Tensor& q_norm, const Tensor& k_norm,
                              const NormOptions& norm, std::span<const std::int32_t> positions, const RopeOptions& rope,
-                             Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out) override;
+                             Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out,
+                             const InputScale* input_scale = nullptr) override;
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override;
@@ -62,7 +64,9 @@ class VulkanBackend final : public Backend {
                    Tensor& out, bool accumulate) override;
   void route_softmax_topk(const Tensor& logits, const RouteOptions& options, Tensor& routing) override;
   bool can_route_on_device(int layer, std::int64_t n_tokens) const override;
-  void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate) override;
+  void moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out, bool accumulate,
+                          const FoldedNorm* next = nullptr) override;
+  bool folds_input_norm(std::int64_t n_tokens) const override;
   void copy_column_blocks(const Tensor& src, const ColumnBlocks& blocks, Tensor& dst) override;  // ops/column_blocks.cpp
   // Gated DeltaNet (ops/gated_delta.cpp)
   void causal_conv1d(const Tensor& x, const Tensor& weight, Tensor& state, Tensor& out) override;
@@ -152,8 +156,10 @@ class VulkanBackend final : public Backend {
   bool experts_alike(std::span<const ExpertWeights> experts) const;
   // moe_experts takes the pair kernels: few tokens, every expert stored alike.
   bool pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const;
+  void check_folded_norm(const FoldedNorm& next, const Tensor& out) const;  // ShapeError where it does not fit
+  // With `next`, moe_down also writes next->scaled = out * w (FoldedNorm).
   void moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table, std::uint32_t E,
-                 const ExpertForms& forms, Tensor& out, bool accumulate);
+                 const ExpertForms& forms, Tensor& out, bool accumulate, const FoldedNorm* next = nullptr);
   // The experts of moe_experts through the pair kernels (few tokens): one staged table per batch.
   void moe_experts_pairs(const Tensor& x, const MoeRouting& routing, std::span<const ExpertWeights> experts,
                          Tensor& out, bool accumulate);

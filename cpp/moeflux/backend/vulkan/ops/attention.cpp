@@ -261,11 +261,12 @@ void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v,
                                          const Tensor& k_norm, const NormOptions& norm,
                                          std::span<const std::int32_t> positions, const RopeOptions& rope,
                                          Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options,
-                                         Tensor& out) {
+                                         Tensor& out, const InputScale* input_scale) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   auto composed = [&] {
-    Backend::attention_with_inputs(q, k, v, q_norm, k_norm, norm, positions, rope, k_cache, v_cache, options, out);
+    Backend::attention_with_inputs(q, k, v, q_norm, k_norm, norm, positions, rope, k_cache, v_cache, options, out,
+                                   input_scale);
   };
   // One decode row whose keys attention_decode would walk, in one binding each: one step.
   // Anything else (and every malformed call, which the ops report) takes the two ops.
@@ -302,6 +303,14 @@ void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v,
   cpu::check_disjoint(v_cache, out, "attention_with_inputs", "v_cache");
   const Window qw = whole(q, dev), kw = whole(k, dev), vw = whole(v, dev), ow = whole(out, dev);
   if (qw.first % 4 != 0 || kw.first % 4 != 0 || vw.first % 4 != 0) return composed();  // read as vec4s
+  Window xw{qw.binding, 0};  // unread without an input scale
+  if (input_scale != nullptr) {
+    const Tensor& x = input_scale->x;
+    if (x.rank() != 2 || x.dim(0) != 1 || x.dim(1) % 4 != 0) return composed();
+    f32_storage_of(x, ctx, "attention_with_inputs", "x");
+    xw = whole(x, dev);
+    if (xw.first % 4 != 0) return composed();
+  }
 
   Tensor partial = empty({d.nh, n_chunks, state});
   const KeyWindows kv = key_windows(k_cache.view({k_cache.dim(0), nkv, D}), v_cache.view({v_cache.dim(0), nkv, d.Dv}),
@@ -329,9 +338,15 @@ void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v,
   p.eps = norm.eps;
   p.norm = q_norm.defined() ? (norm.zero_centered ? 2u : 1u) : 0u;
   p.aligned = kv.k.first % 4 == 0 && kv.v.first % 4 == 0 ? 1u : 0u;
+  if (input_scale != nullptr) {
+    p.x_scale = 1;
+    p.x_first = xw.first;
+    p.H = static_cast<std::uint32_t>(input_scale->x.dim(1));
+    p.x_eps = input_scale->eps;
+  }
   const Dtype wdtype = q_norm.defined() ? q_norm.dtype() : Dtype::f32;
   const Pipeline& pipeline = ctx.pipelines.get(variant("attention_decode_step", wdtype, false));
-  ctx.recorder.dispatch(pipeline, {qw.binding, csw.binding, qnw.binding, knw.binding, kw.binding, vw.binding},
+  ctx.recorder.dispatch(pipeline, {qw.binding, csw.binding, qnw.binding, knw.binding, kw.binding, vw.binding, xw.binding},
                         {kv.k.binding, kv.v.binding, pw.binding, ow.binding, cw.binding}, p,
                         {groups_for(n_chunks, 1, dev, 0), groups_for(nkv, 1, dev, 1)});
 }

@@ -37,6 +37,23 @@ bool route_fits_subgroup(const DeviceFeatures& f, std::int64_t E, std::int64_t k
 
 }  // namespace
 
+bool VulkanBackend::folds_input_norm(std::int64_t n_tokens) const {
+  return n_tokens >= 1 && n_tokens <= kPairMaxTokens;
+}
+
+void VulkanBackend::check_folded_norm(const FoldedNorm& next, const Tensor& out) const {
+  const Context& ctx = *context_;
+  const std::int64_t H = out.dim(1);
+  storage_of(next.weight, ctx, "moe_experts_routed", "the folded norm's weight");
+  f32_storage_of(next.scaled, ctx, "moe_experts_routed", "the folded norm's scaled");
+  MF_CHECK(next.weight.rank() == 1 && next.weight.dim(0) == H && !next.weight.quantized() &&
+               next.scaled.shape() == out.shape(),
+           ShapeError, "[moe_experts_routed] the folded norm's weight ", format::shape_string(next.weight.shape()),
+           " and scaled ", format::shape_string(next.scaled.shape()), " for out ", format::shape_string(out.shape()),
+           "; expected a float weight [H] and scaled like out");
+  cpu::check_disjoint(next.scaled, out, "moe_experts_routed", "the folded norm's scaled");
+}
+
 bool VulkanBackend::experts_alike(std::span<const ExpertWeights> experts) const {
   if (experts.empty()) return false;
   auto form_of = [&](const ExpertWeights& w) {
@@ -133,7 +150,8 @@ void VulkanBackend::router(const Tensor& x, const Tensor& norm_weight, const Nor
 }
 
 void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table,
-                              std::uint32_t E, const ExpertForms& forms, Tensor& out, bool accumulate) {
+                              std::uint32_t E, const ExpertForms& forms, Tensor& out, bool accumulate,
+                              const FoldedNorm* next) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   const std::int64_t T = x.dim(0), H = x.dim(1), I = forms.gate_shape[0];
@@ -170,8 +188,19 @@ void VulkanBackend::moe_pairs(const Tensor& x, const Window& routing, std::uint3
                         {groups_for(I, gate_up_rows, dev, 0), groups_for(T * k, 1, dev, 1)});
   params::MoePairParams q = pair_params(aw, ow, I, H, 2, forms.down_shape);
   q.accumulate = accumulate ? 1u : 0u;
+  // Without a fold the weight and scaled bindings are placeholders the shader leaves alone.
+  Window nw = table, sw = ow;
+  if (next != nullptr) {
+    nw = whole(next->weight, dev);
+    sw = whole(next->scaled, dev);
+    q.fold = 1;
+    q.fold_w_first = nw.first;
+    q.fold_w_dtype = next->weight.dtype() == Dtype::f32 ? 0u : next->weight.dtype() == Dtype::bf16 ? 1u : 2u;
+    q.fold_zero_centered = next->options.zero_centered ? 1u : 0u;
+    q.fold_out_first = sw.first;
+  }
   // moe_down: a workgroup per row (its subgroups over the token's experts).
-  ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding}, {ow.binding}, q,
+  ctx.recorder.dispatch(down, {aw.binding, routing.binding, table.binding, nw.binding}, {ow.binding, sw.binding}, q,
                         {groups_for(H, 1, dev, 0), groups_for(T, 1, dev, 1)});
 }
 
@@ -216,7 +245,7 @@ bool VulkanBackend::can_route_on_device(int layer, std::int64_t n_tokens) const 
 }
 
 void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, int layer, Tensor& out,
-                                       bool accumulate) {
+                                       bool accumulate, const FoldedNorm* next) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
   cpu::check_rank(x, 2, "moe_experts_routed", "x");
@@ -232,6 +261,7 @@ void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, i
   MF_CHECK(can_route_on_device(layer, T), InternalError, "[moe_experts_routed] layer ", layer,
            " cannot route on the device (ask can_route_on_device first)");
   cpu::check_disjoint(x, out, "moe_experts_routed", "x");
+  if (next != nullptr) check_folded_norm(*next, out);
   DeviceExpertCache& cache = *expert_cache_;
   const int m = cache.moe_layer(layer);
   const ExpertForms& forms = layer_forms_[static_cast<std::size_t>(m)];
@@ -240,8 +270,11 @@ void VulkanBackend::moe_experts_routed(const Tensor& x, const Tensor& routing, i
   const Window table = window(cache.table(), cache.table_first(m), static_cast<std::int64_t>(cache.n_experts(m)) * 6, dev);
   const auto E = static_cast<std::uint32_t>(cache.n_experts(m));
   if (T <= kPairMaxTokens) {
-    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, accumulate);
+    moe_pairs(x, whole(routing, dev), static_cast<std::uint32_t>(routing.dim(1) / 2), table, E, forms, out, accumulate,
+              next);
   } else {
+    MF_CHECK(next == nullptr, InternalError, "[moe_experts_routed] ", T,
+             " tokens take no folded norm (ask folds_input_norm first)");
     MF_CHECK(grouped_routing_fits(forms, T, routing.dim(1) / 2, E), ShapeError, "[moe_experts_routed] routing ",
              format::shape_string(routing.shape()), " needs more rows than one binding holds (the device tier ",
              "was planned for k = ", layout_k_, ")");

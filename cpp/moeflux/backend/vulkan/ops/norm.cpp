@@ -1,5 +1,5 @@
 // rms_norm over the last axis, one workgroup per row (shaders/rms_norm.comp); weights in their
-// stored dtype, the subgroup variant where the device has subgroup arithmetic.
+// stored dtype, the subgroup variant where the device has subgroup arithmetic. rms_scale likewise.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
@@ -7,6 +7,7 @@
 #include "moeflux/backend/vulkan/vulkan_backend.h"
 #include "moeflux/util/error.h"
 #include "params/rms_norm.h"
+#include "params/rms_scale.h"
 
 namespace moeflux::backend::vk {
 
@@ -38,6 +39,33 @@ void VulkanBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions
     const params::RmsNormParams p{xw.first, ww.first, ow.first, static_cast<std::uint32_t>(n),
                                   static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u};
     ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
+  }
+}
+
+void VulkanBackend::rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) {
+  Context& ctx = *context_;
+  const Device& dev = ctx.device;
+  cpu::check_rank(x, 2, "rms_scale", "x");
+  f32_storage_of(x, ctx, "rms_scale", "x");
+  f32_storage_of(y, ctx, "rms_scale", "y");
+  f32_storage_of(out, ctx, "rms_scale", "out");
+  const std::int64_t R = x.dim(0), H = x.dim(1);
+  MF_CHECK(y.rank() >= 1 && y.dim(0) == R && H > 0 && out.shape() == y.shape(), ShapeError, "[rms_scale] x ",
+           format::shape_string(x.shape()), ", y ", format::shape_string(y.shape()), ", out ",
+           format::shape_string(out.shape()), "; expected x [T, H], y and out [T, ...]");
+  const std::int64_t C = R > 0 ? y.numel() / R : 0;
+  cpu::check_disjoint_or_same(y, out, "rms_scale", "y");
+  cpu::check_disjoint(x, out, "rms_scale", "x");
+  if (R == 0 || C == 0) return;
+  const Pipeline& pipeline = ctx.pipelines.get(dev.features().subgroup_arithmetic ? "rms_scale_f32_sg" : "rms_scale_f32");
+  const std::int64_t rows = rows_per_binding(std::max(H, C) * 4, dev, "rms_scale");
+  for (std::int64_t r0 = 0; r0 < R; r0 += rows) {
+    const std::int64_t n = std::min(rows, R - r0);
+    const Window xw = window(x, r0 * H, n * H, dev), yw = window(y, r0 * C, n * C, dev);
+    const Window ow = window(out, r0 * C, n * C, dev);
+    const params::RmsScaleParams p{xw.first, yw.first, ow.first, static_cast<std::uint32_t>(n),
+                                   static_cast<std::uint32_t>(H), static_cast<std::uint32_t>(C), eps};
+    ctx.recorder.dispatch(pipeline, {xw.binding, yw.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
   }
 }
 
