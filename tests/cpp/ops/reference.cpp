@@ -46,6 +46,21 @@ Reference rms_norm_ref(std::span<const float> x, std::span<const float> w, std::
   return ref;
 }
 
+Reference rms_scale_ref(std::span<const float> x, std::span<const float> y, std::int64_t T, double eps) {
+  Reference ref{std::vector<double>(y.size()), std::vector<double>(y.size())};
+  const std::int64_t H = static_cast<std::int64_t>(x.size()) / T, C = static_cast<std::int64_t>(y.size()) / T;
+  for (std::int64_t t = 0; t < T; ++t) {
+    double sum_sq = 0.0;
+    for (std::int64_t h = 0; h < H; ++h) sum_sq += d(x[at(t * H + h)]) * d(x[at(t * H + h)]);
+    const double inv_rms = 1.0 / std::sqrt(sum_sq / static_cast<double>(H) + eps);
+    for (std::int64_t c = 0; c < C; ++c) {
+      ref.value[at(t * C + c)] = d(y[at(t * C + c)]) * inv_rms;
+      ref.scale[at(t * C + c)] = std::abs(ref.value[at(t * C + c)]);
+    }
+  }
+  return ref;
+}
+
 Reference matmul_ref(std::span<const float> x, std::span<const float> w, std::int64_t T,
                      std::int64_t K, std::int64_t N) {
   Reference ref{std::vector<double>(at(T * N)), std::vector<double>(at(T * N))};

@@ -16,6 +16,8 @@ namespace moeflux::test {
 // x [rows, cols], w [cols]
 Reference rms_norm_ref(std::span<const float> x, std::span<const float> w, std::int64_t cols,
                        double eps, bool zero_centered);
+// y [T, C] / rms(x [T, H]) per row
+Reference rms_scale_ref(std::span<const float> x, std::span<const float> y, std::int64_t T, double eps);
 // x [T, K], w [N, K] -> [T, N]
 Reference matmul_ref(std::span<const float> x, std::span<const float> w, std::int64_t T,
                      std::int64_t K, std::int64_t N);

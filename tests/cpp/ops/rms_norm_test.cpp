@@ -1,5 +1,6 @@
 // rms_norm against a double reference: odd widths up to a row longer than 4096, plain and
-// zero-centered weights, per-head [T, heads, D] inputs, views and in-place use.
+// zero-centered weights, per-head [T, heads, D] inputs, views and in-place use; rms_scale (another
+// tensor's rows times x's 1 / rms) likewise.
 #include <ostream>
 #include <string>
 #include <vector>
@@ -75,6 +76,36 @@ TEST(RmsNormHeads, NormalisesEachHeadOfARowView) {
   const std::vector<float> x_rows(all.begin() + heads * D, all.begin() + (T + 1) * heads * D);
   expect_close(out.values(), rms_norm_ref(x_rows, w, D, 1e-5, false), kRtol, "rms_norm heads");
   out.expect_guards_intact("rms_norm heads");
+}
+
+TEST(RmsScale, MatchesReference) {
+  auto backend = make_backend();
+  struct Case {
+    std::int64_t T, H;
+    Shape y;
+  };
+  const Case cases[] = {{1, 1, {1, 1}}, {1, 96, {1, 4, 8}}, {3, 33, {3, 65}}, {2, 4099, {2, 7}}};
+  unsigned seed = 30;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(util::concat("T=", c.T, " H=", c.H, " y=", format::shape_string(c.y)));
+    const std::vector<float> x = random_values(static_cast<std::size_t>(c.T * c.H), ++seed, -2.0f, 2.0f);
+    std::int64_t n = 1;
+    for (const std::int64_t s : c.y) n *= s;
+    const std::vector<float> y = random_values(static_cast<std::size_t>(n), ++seed, -3.0f, 3.0f);
+    Guarded xt(*backend, {c.T, c.H}, x), yt(*backend, c.y, y), out(*backend, c.y);
+    backend->rms_scale(xt.tensor(), 1e-5f, yt.tensor(), out.tensor());
+    const Reference ref = rms_scale_ref(x, y, c.T, 1e-5);
+    expect_close(out.values(), ref, kRtol, "rms_scale");
+    out.expect_guards_intact("rms_scale");
+    backend->rms_scale(xt.tensor(), 1e-5f, yt.tensor(), yt.tensor());  // in place
+    expect_close(yt.values(), ref, kRtol, "rms_scale in place");
+    yt.expect_guards_intact("rms_scale in place");
+  }
+  Tensor x = backend->empty({2, 8}), y = backend->empty({2, 5}), y3 = backend->empty({3, 5});
+  Tensor out4 = backend->empty({2, 4});
+  EXPECT_THROW(backend->rms_scale(x, 1e-6f, y3, y3), ShapeError);    // rows of y != rows of x
+  EXPECT_THROW(backend->rms_scale(x, 1e-6f, y, out4), ShapeError);   // out unlike y
+  EXPECT_THROW(backend->rms_scale(x.view({16}), 1e-6f, y, y), ShapeError);  // x not [T, H]
 }
 
 TEST(RmsNormErrors, ShapesAndPartialOverlap) {

@@ -5,11 +5,14 @@
 // calls take the two ops. Norms of every dtype (plain, zero-centered) or none, full and partial
 // rotary, GQA 1 to 8, D 32 to 128, sliding windows, rows off vec4 alignment (the two ops), calls
 // in a row (the counters of finished chunks go back to 0). Cache rows no query may see are NaN,
-// and the caches are compared whole: only the new row may change.
+// and the caches are compared whole: only the new row may change. With an input scale (a folded
+// norm: q, k and v times 1 / rms(x)), the step adds x's squares in its workgroups, and the two
+// ops' path runs rms_scale first.
 #include <array>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,8 +98,10 @@ struct StepTensors {
   Tensor q, k, v, k_cache, v_cache, out, q_norm, k_norm;
 };
 
-// Runs the step on `b` with tensors `guard` floats into their buffers (36: vec4-aligned rows).
-StepResult run_step(Backend& b, const StepCase& c, const StepInputs& in, std::int64_t guard) {
+// Runs the step on `b` with tensors `guard` floats into their buffers (36: vec4-aligned rows),
+// scaled by 1 / rms(x) where x is given.
+StepResult run_step(Backend& b, const StepCase& c, const StepInputs& in, std::int64_t guard,
+                    const std::vector<float>* x = nullptr) {
   const std::int64_t capacity = StepInputs::capacity(c);
   Guarded qt(b, {1, c.nh, c.D}, in.q, guard), kt(b, {1, c.nkv, c.D}, in.k, guard);
   Guarded vt(b, {1, c.nkv * c.D}, in.v, guard), out(b, {1, c.nh, c.D}, guard);
@@ -108,8 +113,14 @@ StepResult run_step(Backend& b, const StepCase& c, const StepInputs& in, std::in
                                           .sliding_window = c.window};
   const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(c.n_past + 3)};  // not the row
   Tensor q3 = qt.tensor(), k3 = kt.tensor(), kct = kc.tensor(), vct = vc.tensor();
+  std::optional<Guarded> xt;
+  std::optional<backend::InputScale> scale;
+  if (x != nullptr) {
+    xt.emplace(b, Shape{1, static_cast<std::int64_t>(x->size())}, *x, guard);
+    scale = backend::InputScale{xt->tensor(), 1e-6f};
+  }
   b.attention_with_inputs(q3, k3, vt.tensor(), qn, kn, norm, positions, rope_for(c.rotary_dim), kct, vct, options,
-                          out.tensor());
+                          out.tensor(), scale ? &*scale : nullptr);
   out.expect_guards_intact("out");
   kc.expect_guards_intact("k cache");
   vc.expect_guards_intact("v cache");
@@ -128,11 +139,14 @@ void expect_caches_match(const StepCase& c, const std::vector<float>& got, const
   else expect_same_bits(g.subspan(at, row), w.subspan(at, row), what);
 }
 
-void expect_step_matches(const StepCase& c, const StepResult& got, const StepResult& want, const std::string& what) {
+// `v_scaled`: v went through 1 / rms(x), which the two sides sum in different orders.
+void expect_step_matches(const StepCase& c, const StepResult& got, const StepResult& want, const std::string& what,
+                         bool v_scaled = false) {
   SCOPED_TRACE(what);
-  expect_near_cpu(got.out, want.out, std::vector<double>(want.out.size(), 1.0), kRtol, "out");
+  const double v_scale = v_scaled ? 4.0 : 1.0;  // |v| <= 1 times 1 / rms(x) of x in [-1, 1]: below 4
+  expect_near_cpu(got.out, want.out, std::vector<double>(want.out.size(), v_scale), kRtol, "out");
   expect_caches_match(c, got.k_cache, want.k_cache, true, "k cache");
-  expect_caches_match(c, got.v_cache, want.v_cache, false, "v cache");
+  expect_caches_match(c, got.v_cache, want.v_cache, v_scaled, "v cache");
 }
 
 const StepCase kCases[] = {
@@ -154,6 +168,21 @@ TEST_P(VulkanAttentionStep, MatchesTheOpByOpDefault) {
       const StepInputs in(c, GetParam().dtype, seed += 10);
       expect_step_matches(c, run_step(*gpu_, c, in, guard), run_step(*cpu_, c, in, guard),
                           util::concat(case_name(c), " guard=", guard));
+    }
+  }
+  expect_no_validation_messages(*gpu_);
+}
+
+// q, k and v projected from a folded norm: x's 1 / rms scales them first, in the step's workgroups
+// or (the two ops' calls, and x of a length off vec4s) through rms_scale.
+TEST_P(VulkanAttentionStep, ScalesItsInputsByAFoldedNorm) {
+  unsigned seed = 1800;
+  for (const StepCase& c : kCases) {
+    for (const std::int64_t H : {std::int64_t{2048}, std::int64_t{98}}) {
+      const StepInputs in(c, GetParam().dtype, seed += 10);
+      const std::vector<float> x = random_values(static_cast<std::size_t>(H), seed + 7);
+      expect_step_matches(c, run_step(*gpu_, c, in, 36, &x), run_step(*cpu_, c, in, 36, &x),
+                          util::concat(case_name(c), " H=", H), true);
     }
   }
   expect_no_validation_messages(*gpu_);
@@ -203,6 +232,30 @@ TEST(VulkanAttentionStepDispatches, OneDispatchWhereItFits) {
   }
   expect_no_validation_messages(*gpu);
   expect_no_validation_messages(*few_buffers);
+}
+
+// An input scale costs the step no dispatch; the two ops' path gets rms_scale's three.
+TEST(VulkanAttentionStepDispatches, AnInputScaleAddsNoDispatchToTheStep) {
+  auto gpu = make_vulkan({.name = "profiled", .profile = true});
+  const std::pair<StepCase, double> cases[] = {{{32, 4, 128, 600, 0, 128, 1}, 1}, {{32, 4, 128, 40, 0, 128, 1}, 5}};
+  for (const auto& [c, dispatches] : cases) {
+    SCOPED_TRACE(case_name(c));
+    const StepInputs in(c, format::Dtype::f32, 990);
+    StepTensors t(*gpu, c, in);
+    Tensor x = gpu->empty({1, 2048});
+    gpu->upload(random_values(2048, 991), x);
+    const backend::InputScale scale{x, 1e-6f};
+    const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(c.n_past)};
+    gpu->finish();
+    const auto before = gpu->stats();
+    gpu->attention_with_inputs(t.q, t.k, t.v, t.q_norm, t.k_norm, {.eps = 1e-6f}, positions, rope_for(c.rotary_dim),
+                               t.k_cache, t.v_cache, {.scale = 0.1f, .n_past = c.n_past}, t.out, &scale);
+    gpu->finish();
+    const auto after = gpu->stats();
+    EXPECT_EQ(after.at("vk_dispatches") - before.at("vk_dispatches"), dispatches);
+    EXPECT_EQ(commands(after, "rms_scale") - commands(before, "rms_scale"), dispatches == 1 ? 0 : 3);
+  }
+  expect_no_validation_messages(*gpu);
 }
 
 // Layers in a row, recorded back to back with no sync in between (each step's last workgroups set

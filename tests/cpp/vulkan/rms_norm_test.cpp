@@ -2,7 +2,7 @@
 // to past 4096 (below, at and above the subgroup and workgroup sizes; 4096, the longest row the
 // shader holds in registers at WG 256, and 4097, the shortest it loops over), zero-centered
 // weights, per-head views and in-place use; more rows than workgroups, so a workgroup normalises
-// several.
+// several. rms_scale likewise, with and without subgroups, y of any rank and in place.
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -76,6 +76,35 @@ TEST(VulkanRmsNormRows, AWorkgroupTakesSeveralRowsPastTheGroupLimit) {
     expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_norm");
     outg.expect_guards_intact("rms_norm");
   }
+}
+
+TEST_P(VulkanRmsNorm, RmsScaleMatchesCpu) {
+  struct Case {
+    std::int64_t T, H;
+    Shape y;
+  };
+  const Case cases[] = {{1, 1, {1, 3}}, {1, 2048, {1, 32, 128}}, {3, 65, {3, 257}}, {5, 4099, {5, 2, 3}}};
+  unsigned seed = 500;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(util::concat("T=", c.T, " H=", c.H, " y=", format::shape_string(c.y)));
+    std::int64_t n = 1;
+    for (const std::int64_t s : c.y) n *= s;
+    const std::vector<float> x = random_values(static_cast<std::size_t>(c.T * c.H), ++seed, -2.0f, 2.0f);
+    const std::vector<float> y = random_values(static_cast<std::size_t>(n), ++seed, -3.0f, 3.0f);
+    Guarded xc(*cpu_, {c.T, c.H}, x), yc(*cpu_, c.y, y), outc(*cpu_, c.y);
+    cpu_->rms_scale(xc.tensor(), 1e-6f, yc.tensor(), outc.tensor());
+    Guarded xg(*gpu_, {c.T, c.H}, x), yg(*gpu_, c.y, y), outg(*gpu_, c.y);
+    gpu_->rms_scale(xg.tensor(), 1e-6f, yg.tensor(), outg.tensor());
+    const std::vector<float> want = outc.values();
+    expect_near_cpu(outg.values(), want, kRtol, "rms_scale");
+    outg.expect_guards_intact("rms_scale");
+    gpu_->rms_scale(xg.tensor(), 1e-6f, yg.tensor(), yg.tensor());  // in place
+    expect_near_cpu(yg.values(), want, kRtol, "rms_scale in place");
+    yg.expect_guards_intact("rms_scale in place");
+  }
+  Guarded x(*gpu_, {2, 8}), y3(*gpu_, {3, 5});
+  EXPECT_THROW(gpu_->rms_scale(x.tensor(), 1e-6f, y3.tensor(), y3.tensor()), ShapeError);
+  expect_no_validation_messages(*gpu_);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,

@@ -5,7 +5,8 @@
 // moe_experts_routed, run from that routing with every expert in the device tier, giving the bits
 // of moe_experts with the routing downloaded (what a layer gets whatever the budget): for few
 // tokens through the pair kernels, for many through the grouped kernels over the tier's table;
-// into fresh rows and added into a residual.
+// into fresh rows and added into a residual; with the next layer's input norm folded in (FoldedNorm:
+// out's bits unchanged, and out times the norm weight beside it, of every weight dtype).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -246,6 +247,74 @@ TEST_P(VulkanRoutedExperts, GiveTheBitsOfTheHostPlannedPath) {
   }
   EXPECT_EQ(routed_calls, small ? 2 : 5);
   EXPECT_EQ(gpu_->stats().at("device_routed_layers"), 2 * routed_calls);
+}
+
+TEST_P(VulkanRoutedExperts, FoldTheNextInputNorm) {
+  const std::int64_t H = 96, I = 64;
+  const int k = 3;
+  const Experts experts(GetParam().dtype, H, I);
+  std::vector<std::int32_t> all(kExperts);
+  std::iota(all.begin(), all.end(), 0);
+  gpu_->configure_expert_cache(experts.layout(k), 0);
+  gpu_->load_experts(experts.weights(all));
+  EXPECT_FALSE(gpu_->folds_input_norm(0));
+  EXPECT_TRUE(gpu_->folds_input_norm(1));
+  EXPECT_TRUE(gpu_->folds_input_norm(8));
+  EXPECT_FALSE(gpu_->folds_input_norm(9));  // the grouped kernels
+  unsigned seed = 2800;
+  for (const std::int64_t T : {std::int64_t{1}, std::int64_t{4}}) {
+    Guarded l(*gpu_, {T, kExperts}, random_values(static_cast<std::size_t>(T * kExperts), ++seed));
+    Guarded routing(*gpu_, {T, 2 * k});
+    gpu_->route_softmax_topk(l.tensor(), {k, true}, routing.tensor());
+    Guarded x(*gpu_, {T, H}, random_values(static_cast<std::size_t>(T * H), ++seed));
+    const std::vector<float> residual = random_values(static_cast<std::size_t>(T * H), ++seed);
+    Guarded plain(*gpu_, {T, H}, residual);
+    gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, plain.tensor(), true);
+    const std::vector<float> want = plain.values();
+    for (const Dtype wdtype : {Dtype::f32, Dtype::bf16, Dtype::f16}) {
+      for (const bool zero_centered : {false, true}) {
+        SCOPED_TRACE(util::concat("T=", T, " weight ", format::dtype_name(wdtype), " zero_centered=", zero_centered));
+        const StoredWeight w(wdtype, {H}, random_values(static_cast<std::size_t>(H), ++seed, -1.5f, 1.5f));
+        const Tensor wt = gpu_->resident(w.view());
+        std::vector<float> widened(static_cast<std::size_t>(H));
+        gpu_->download(wt, widened);
+        Guarded out(*gpu_, {T, H}, residual), scaled(*gpu_, {T, H});
+        const backend::FoldedNorm next{wt, {.eps = 1e-6f, .zero_centered = zero_centered}, scaled.tensor()};
+        gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, out.tensor(), true, &next);
+        const std::vector<float> got = out.values();
+        expect_same_bits(got, want, "out with the fold");
+        std::vector<float> product(got.size());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          const float wv = widened[i % static_cast<std::size_t>(H)];
+          product[i] = got[i] * (zero_centered ? 1.0f + wv : wv);
+        }
+        expect_same_bits(scaled.values(), product, "scaled");
+        out.expect_guards_intact("out");
+        scaled.expect_guards_intact("scaled");
+      }
+    }
+  }
+  // The fold's checks: a weight of another length, scaled unlike out, and many tokens.
+  Guarded routing(*gpu_, {1, 2 * k}), x(*gpu_, {1, H}), out(*gpu_, {1, H}), scaled(*gpu_, {1, H});
+  gpu_->route_softmax_topk(Guarded(*gpu_, {1, kExperts}, random_values(kExperts, 2900)).tensor(), {k, true},
+                           routing.tensor());
+  const StoredWeight w95(Dtype::f32, {H - 1}, random_values(static_cast<std::size_t>(H - 1), 2901));
+  const backend::FoldedNorm short_weight{gpu_->resident(w95.view()), {}, scaled.tensor()};
+  EXPECT_THROW(gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, out.tensor(), true, &short_weight),
+               ShapeError);
+  const StoredWeight w(Dtype::f32, {H}, random_values(static_cast<std::size_t>(H), 2902));
+  const backend::FoldedNorm wide_scaled{gpu_->resident(w.view()), {}, gpu_->empty({1, H + 4})};
+  EXPECT_THROW(gpu_->moe_experts_routed(x.tensor(), routing.tensor(), kLayer, out.tensor(), true, &wide_scaled),
+               ShapeError);
+  if (gpu_->can_route_on_device(kLayer, 9)) {
+    Guarded routing9(*gpu_, {9, 2 * k}), x9(*gpu_, {9, H}), out9(*gpu_, {9, H});
+    gpu_->route_softmax_topk(Guarded(*gpu_, {9, kExperts}, random_values(9 * kExperts, 2903)).tensor(), {k, true},
+                             routing9.tensor());
+    const backend::FoldedNorm nine{gpu_->resident(w.view()), {}, gpu_->empty({9, H})};
+    EXPECT_THROW(gpu_->moe_experts_routed(x9.tensor(), routing9.tensor(), kLayer, out9.tensor(), true, &nine),
+                 InternalError);
+  }
+  expect_no_validation_messages(*gpu_);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRoutedExperts, ::testing::ValuesIn(op_cases({Dtype::f32, Dtype::bf16, Dtype::q4})),
