@@ -28,7 +28,11 @@ float row_sum(float v) {
 #endif
 }
 
-float row_inv_rms(float sum_of_squares) { return 1.0 / sqrt(row_sum(sum_of_squares) / float(p.row_len) + p.eps); }
+// 1 with weight_only (uniform: no reduction, no barrier), so out = (x * 1) * w = x * w exactly.
+float row_inv_rms(float sum_of_squares) {
+  if (p.weight_only != 0u) return 1.0;
+  return 1.0 / sqrt(row_sum(sum_of_squares) / float(p.row_len) + p.eps);
+}
 
 float row_weight(float wc) { return p.zero_centered != 0 ? 1.0 + wc : wc; }
 

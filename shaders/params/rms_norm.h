@@ -10,9 +10,10 @@ MF_PARAMS_BEGIN(RmsNormParams)
   MF_U32 row_len;
   MF_F32 eps;
   MF_U32 zero_centered;  // 0 or 1
+  MF_U32 weight_only;    // 1: out = x * w (apply_norm_weight), r = 1
 MF_PARAMS_END(RmsNormParams)
 MF_PARAMS_CHECK(RmsNormParams, n_rows, 12)
 MF_PARAMS_CHECK(RmsNormParams, eps, 20)
 MF_PARAMS_CHECK(RmsNormParams, zero_centered, 24)
-MF_PARAMS_SIZE(RmsNormParams, 28)
+MF_PARAMS_SIZE(RmsNormParams, 32)
 #endif

@@ -231,6 +231,7 @@ class Qwen3Moe : public Model {
     std::int64_t moe_index = 0;
     // Where the backend can, a MoE layer also writes x times the next layer's input norm weight, and
     // that layer projects it (backend.h's FoldedNorm): a decode step without the norm's own step.
+    // The choice depends on T only, so the bits do not depend on which experts the device holds.
     backend::FoldedNorm fold{Tensor(), norm, Tensor()};
     bool folded = false;  // fold.scaled holds this layer's normed input
     for (int L = 0; L < p_.n_layers; ++L) {
@@ -243,7 +244,7 @@ class Qwen3Moe : public Model {
         mlp_block(b, w.mlp, mlp_norm, x);
       } else {
         const MoeConfig moe{L, p_.n_experts, {k_, p_.norm_topk_prob}, p_.shared_intermediate > 0};
-        folded = L + 1 < p_.n_layers && !moe.has_shared_expert && b.folds_input_norm(T) && b.can_route_on_device(L, T);
+        folded = L + 1 < p_.n_layers && !moe.has_shared_expert && b.folds_input_norm(T);
         if (folded) {
           fold.weight = layers_[static_cast<std::size_t>(L + 1)].input_norm;
           if (!fold.scaled.defined()) fold.scaled = b.empty({T, H});

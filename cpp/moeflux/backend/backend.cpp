@@ -105,6 +105,10 @@ void Backend::moe_experts_routed(const Tensor&, const Tensor&, int, Tensor&, boo
 
 void Backend::rms_scale(const Tensor&, float, const Tensor&, Tensor&) { not_implemented("rms_scale", *this); }
 
+void Backend::apply_norm_weight(const Tensor&, const Tensor&, const NormOptions&, Tensor&) {
+  not_implemented("apply_norm_weight", *this);
+}
+
 void Backend::causal_conv1d(const Tensor&, const Tensor&, Tensor&, Tensor&) {
   not_implemented("causal_conv1d", *this);
 }

@@ -22,8 +22,9 @@ struct NormOptions {
 
 // A layer's input norm folded into the steps around it, so that a decode step has no rms_norm of
 // its own there: the MoE step before it, which writes x, also writes `scaled` = x * w (w as
-// `options` applies it); the layer projects `scaled`, and its attention scales q, k and v by
-// 1 / rms(x). A row's projections are linear in it, so these are the projections of rms_norm(x).
+// `options` applies it; moe_experts_routed fuses it, apply_norm_weight writes the same bits); the
+// layer projects `scaled`, and its attention scales q, k and v by 1 / rms(x). A row's projections
+// are linear in it, so these are the projections of rms_norm(x).
 struct FoldedNorm {
   Tensor weight;  // the norm's weight [H]
   NormOptions options;
@@ -180,6 +181,9 @@ class Backend {
                                      std::span<const std::int32_t> positions, const RopeOptions& rope,
                                      Tensor& k_cache, Tensor& v_cache, const AttentionOptions& options, Tensor& out,
                                      const InputScale* input_scale = nullptr);
+  // out[r] = x[r] * w, or * (1 + w): rms_norm's weight alone (a FoldedNorm's scaled copy where the
+  // step before does not write it); shapes as rms_norm's.
+  virtual void apply_norm_weight(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out);
   // out[t] = y[t] / sqrt(mean(x[t]^2) + eps); x [T, H], y and out [T, ...] (out may alias y).
   virtual void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out);
   // out = silu(gate) * up; all [T, I]

@@ -1,6 +1,6 @@
 // rms_norm against a double reference: odd widths up to a row longer than 4096, plain and
 // zero-centered weights, per-head [T, heads, D] inputs, views and in-place use; rms_scale (another
-// tensor's rows times x's 1 / rms) likewise.
+// tensor's rows times x's 1 / rms) and apply_norm_weight (x * w alone) likewise.
 #include <ostream>
 #include <string>
 #include <vector>
@@ -106,6 +106,26 @@ TEST(RmsScale, MatchesReference) {
   EXPECT_THROW(backend->rms_scale(x, 1e-6f, y3, y3), ShapeError);    // rows of y != rows of x
   EXPECT_THROW(backend->rms_scale(x, 1e-6f, y, out4), ShapeError);   // out unlike y
   EXPECT_THROW(backend->rms_scale(x.view({16}), 1e-6f, y, y), ShapeError);  // x not [T, H]
+}
+
+TEST(ApplyNormWeight, IsOneProductPerElement) {
+  auto backend = make_backend();
+  const std::int64_t R = 3, C = 65;
+  const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), 40, -2.0f, 2.0f);
+  const std::vector<float> w = random_values(static_cast<std::size_t>(C), 41, -1.5f, 1.5f);
+  Guarded xt(*backend, {R, C}, x), wt(*backend, {C}, w), out(*backend, {R, C});
+  for (const bool zero_centered : {false, true}) {
+    backend->apply_norm_weight(xt.tensor(), wt.tensor(), {.eps = 1e-6f, .zero_centered = zero_centered}, out.tensor());
+    std::vector<float> want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float wc = w[i % static_cast<std::size_t>(C)];
+      want[i] = x[i] * (zero_centered ? 1.0f + wc : wc);
+    }
+    EXPECT_EQ(out.values(), want) << "zero_centered=" << zero_centered;
+    out.expect_guards_intact("apply_norm_weight");
+  }
+  Tensor w7 = backend->empty({7});
+  EXPECT_THROW(backend->apply_norm_weight(xt.tensor(), w7, {}, out.tensor()), ShapeError);
 }
 
 TEST(RmsNormErrors, ShapesAndPartialOverlap) {

@@ -2,7 +2,8 @@
 // to past 4096 (below, at and above the subgroup and workgroup sizes; 4096, the longest row the
 // shader holds in registers at WG 256, and 4097, the shortest it loops over), zero-centered
 // weights, per-head views and in-place use; more rows than workgroups, so a workgroup normalises
-// several. rms_scale likewise, with and without subgroups, y of any rank and in place.
+// several. rms_scale likewise, with and without subgroups, y of any rank and in place; and
+// apply_norm_weight (rms_norm's weight alone), bit for bit.
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -76,6 +77,27 @@ TEST(VulkanRmsNormRows, AWorkgroupTakesSeveralRowsPastTheGroupLimit) {
     expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_norm");
     outg.expect_guards_intact("rms_norm");
   }
+}
+
+TEST_P(VulkanRmsNorm, ApplyNormWeightGivesTheCpuBits) {
+  const OpCase c = GetParam();
+  unsigned seed = 600;
+  for (const std::int64_t C : {std::int64_t{1}, std::int64_t{65}, std::int64_t{2048}, std::int64_t{4099}}) {
+    for (const bool zero_centered : {false, true}) {
+      SCOPED_TRACE(util::concat("C=", C, " zero_centered=", zero_centered));
+      const std::int64_t R = 1 + C % 3;
+      const std::vector<float> x = random_values(static_cast<std::size_t>(R * C), ++seed, -2.0f, 2.0f);
+      const StoredWeight w(c.dtype, {C}, random_values(static_cast<std::size_t>(C), ++seed, -1.5f, 1.5f));
+      const backend::NormOptions options{.eps = 1e-6f, .zero_centered = zero_centered};
+      Guarded xc(*cpu_, {R, C}, x), outc(*cpu_, {R, C});
+      cpu_->apply_norm_weight(xc.tensor(), cpu_->resident(w.view()), options, outc.tensor());
+      Guarded xg(*gpu_, {R, C}, x), outg(*gpu_, {R, C});
+      gpu_->apply_norm_weight(xg.tensor(), gpu_->resident(w.view()), options, outg.tensor());
+      expect_same_bits(outg.values(), outc.values(), "apply_norm_weight");
+      outg.expect_guards_intact("apply_norm_weight");
+    }
+  }
+  expect_no_validation_messages(*gpu_);
 }
 
 TEST_P(VulkanRmsNorm, RmsScaleMatchesCpu) {

@@ -34,6 +34,8 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
                const backend::FoldedNorm* next) {
   const std::int64_t T = x.dim(0), H = x.dim(1);
   const int E = config.n_experts, k = config.routing.k;
+  MF_ASSERT(next == nullptr || (!config.has_shared_expert && backend.folds_input_norm(T)),
+            "a folded norm the block cannot write");
 
   // The experts' input h = rms_norm(x), the router's logits and the routing in one op.
   Tensor h = backend.empty({T, H});
@@ -41,11 +43,8 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
   backend.router(x, norm.weight, norm.options, weights.router, config.routing, logits, routing.routing, h);
 
   if (backend.can_route_on_device(config.layer, T)) {
-    MF_ASSERT(next == nullptr || (!config.has_shared_expert && backend.folds_input_norm(T)),
-              "a folded norm the block cannot write");
     backend.moe_experts_routed(h, routing.routing, config.layer, x, /*accumulate=*/true, next);
   } else {
-    MF_ASSERT(next == nullptr, "a folded norm without routing on the device");
     std::vector<float> values(static_cast<std::size_t>(T * 2 * k));
     backend.download(routing.routing, values);  // the layer's one sync point
     std::vector<std::int32_t> experts(static_cast<std::size_t>(T * k));
@@ -105,6 +104,11 @@ void moe_block(backend::Backend& backend, experts::ExpertStore& store, const Moe
       }
       const backend::MoeRouting moe{T, k, experts, expert_weights_of, batch};
       backend.moe_experts(h, moe, expert_weights, x, /*accumulate=*/true);
+    }
+    // The bits moe_experts_routed's fused copy has (x * w either way), whatever the budget.
+    if (next != nullptr) {
+      Tensor scaled = next->scaled;  // a handle to the caller's tensor
+      backend.apply_norm_weight(x, next->weight, next->options, scaled);
     }
   }
 

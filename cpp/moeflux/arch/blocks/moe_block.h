@@ -38,8 +38,8 @@ struct MoeWeights {
 
 // x += moe(rms_norm(x)); x [T, H]; the routing goes to `routing` (ForwardRouting::layer). With
 // `next`, the next layer's input norm is folded into the block (next->scaled = x * w: backend.h's
-// FoldedNorm); only where the backend routes this layer on the device, folds_input_norm(T) and
-// there is no shared expert.
+// FoldedNorm), by moe_experts_routed's last step or else apply_norm_weight (the same bits); only
+// where the backend folds_input_norm(T) and there is no shared expert.
 void moe_block(backend::Backend& backend, experts::ExpertStore& store, const MoeConfig& config,
                const MoeWeights& weights, const PreNorm& norm, backend::Tensor& x, MoeRoutingSlot routing,
                const backend::FoldedNorm* next = nullptr);

@@ -102,6 +102,7 @@ class CpuBackend final : public Backend {
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) override;
+  void apply_norm_weight(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
   void rope(Tensor& x, std::span<const std::int32_t> positions, const RopeOptions& options) override;
   void write_rows(const Tensor& src, Tensor& dst, std::int64_t first_row) override;
@@ -125,6 +126,9 @@ class CpuBackend final : public Backend {
 
  private:
   MatmulContext matmul_context() { return {pool_, simd_, matmul_scratch_}; }
+  // rms_norm, or with normalize = false apply_norm_weight (norm.cpp).
+  void norm_rows(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out, const char* op,
+                 bool normalize);
 
   int threads_ = 1;
   Simd simd_ = Simd::portable;

@@ -1,6 +1,6 @@
 // rms_norm over the last axis, as transformers' Qwen3MoeRMSNorm / Qwen3NextRMSNorm compute it in
 // float32: variance = sum(x^2) / C, r = 1 / sqrt(variance + eps), y = (x * r) * w or * (1 + w);
-// rms_scale: another tensor's rows times the same r.
+// rms_scale: another tensor's rows times the same r; apply_norm_weight: x * w alone.
 #include <cmath>
 
 #include "moeflux/backend/cpu/cpu_backend.h"
@@ -27,24 +27,39 @@ void rms_norm(const float* x, const float* w, std::int64_t rows, std::int64_t co
 }
 
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
-  check_rank(w, 1, "rms_norm", "w");
+  norm_rows(x, w, options, out, "rms_norm", true);
+}
+
+void CpuBackend::apply_norm_weight(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
+  norm_rows(x, w, options, out, "apply_norm_weight", false);
+}
+
+void CpuBackend::norm_rows(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out, const char* op,
+                           bool normalize) {
+  check_rank(w, 1, op, "w");
   const std::int64_t C = w.dim(0);
-  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[rms_norm] x ",
+  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[", op, "] x ",
            format::shape_string(x.shape()), " must end in the weight's length ", C);
   MF_CHECK(out.numel() == x.numel() && out.rank() >= 1 && out.dim(-1) == C, ShapeError,
-           "[rms_norm] out ", format::shape_string(out.shape()), " must match x ",
+           "[", op, "] out ", format::shape_string(out.shape()), " must match x ",
            format::shape_string(x.shape()));
-  check_disjoint_or_same(x, out, "rms_norm", "x");
-  check_disjoint(w, out, "rms_norm", "w");
+  check_disjoint_or_same(x, out, op, "x");
+  check_disjoint(w, out, op, "w");
   // A resident 16-bit weight is widened per call: C floats, against the T * C of the op.
-  const WeightRef weight = weight_ref(w, "rms_norm", "w");
+  const WeightRef weight = weight_ref(w, op, "w");
   const float* wf = reinterpret_cast<const float*>(weight.data);
   if (weight.dtype != Dtype::f32) {
     float* widened = norm_weight_.reserve(C);
     widen_rows(weight, 0, 1, widened);
     wf = widened;
   }
-  cpu::rms_norm(data_of(x, "rms_norm", "x"), wf, x.numel() / C, C, options, data_of(out, "rms_norm", "out"));
+  const float* xs = data_of(x, op, "x");
+  float* os = data_of(out, op, "out");
+  if (normalize) return cpu::rms_norm(xs, wf, x.numel() / C, C, options, os);
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    const float wc = wf[i % C];
+    os[i] = xs[i] * (options.zero_centered ? 1.0f + wc : wc);
+  }
 }
 
 void CpuBackend::rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) {

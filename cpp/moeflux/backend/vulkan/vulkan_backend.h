@@ -40,6 +40,7 @@ class VulkanBackend final : public Backend {
   void embedding(const Tensor& table, std::span<const std::int32_t> ids, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void rms_scale(const Tensor& x, float eps, const Tensor& y, Tensor& out) override;
+  void apply_norm_weight(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor& y) override;
   void matmul_add(const Tensor& x, const Tensor& w, Tensor& y) override;
   void norm_matmul(const Tensor& x, const Tensor& norm_weight, const NormOptions& options, std::span<const Tensor> ws,
@@ -156,6 +157,9 @@ class VulkanBackend final : public Backend {
   bool experts_alike(std::span<const ExpertWeights> experts) const;
   // moe_experts takes the pair kernels: few tokens, every expert stored alike.
   bool pair_path_fits(const MoeRouting& routing, std::span<const ExpertWeights> experts) const;
+  // rms_norm, or with normalize = false apply_norm_weight (ops/norm.cpp).
+  void norm_rows(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out, const char* op,
+                 bool normalize);
   void check_folded_norm(const FoldedNorm& next, const Tensor& out) const;  // ShapeError where it does not fit
   // With `next`, moe_down also writes next->scaled = out * w (FoldedNorm).
   void moe_pairs(const Tensor& x, const Window& routing, std::uint32_t k, const Window& table, std::uint32_t E,

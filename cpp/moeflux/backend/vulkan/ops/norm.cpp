@@ -12,32 +12,42 @@
 namespace moeflux::backend::vk {
 
 void VulkanBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
+  norm_rows(x, w, options, out, "rms_norm", true);
+}
+
+void VulkanBackend::apply_norm_weight(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
+  norm_rows(x, w, options, out, "apply_norm_weight", false);
+}
+
+void VulkanBackend::norm_rows(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out,
+                              const char* op, bool normalize) {
   Context& ctx = *context_;
   const Device& dev = ctx.device;
-  cpu::check_rank(w, 1, "rms_norm", "w");
-  storage_of(w, ctx, "rms_norm", "w");
-  f32_storage_of(x, ctx, "rms_norm", "x");
-  f32_storage_of(out, ctx, "rms_norm", "out");
-  MF_CHECK(!w.quantized(), Unsupported, "[rms_norm] a quantized norm weight; store norms as f32, f16 or bf16");
+  cpu::check_rank(w, 1, op, "w");
+  storage_of(w, ctx, op, "w");
+  f32_storage_of(x, ctx, op, "x");
+  f32_storage_of(out, ctx, op, "out");
+  MF_CHECK(!w.quantized(), Unsupported, "[", op, "] a quantized norm weight; store norms as f32, f16 or bf16");
   const std::int64_t C = w.dim(0);
-  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[rms_norm] x ", format::shape_string(x.shape()),
+  MF_CHECK(x.rank() >= 1 && x.dim(-1) == C && C > 0, ShapeError, "[", op, "] x ", format::shape_string(x.shape()),
            " must end in the weight's length ", C);
-  MF_CHECK(out.numel() == x.numel() && out.rank() >= 1 && out.dim(-1) == C, ShapeError, "[rms_norm] out ",
+  MF_CHECK(out.numel() == x.numel() && out.rank() >= 1 && out.dim(-1) == C, ShapeError, "[", op, "] out ",
            format::shape_string(out.shape()), " must match x ", format::shape_string(x.shape()));
-  cpu::check_disjoint_or_same(x, out, "rms_norm", "x");
-  cpu::check_disjoint(w, out, "rms_norm", "w");
+  cpu::check_disjoint_or_same(x, out, op, "x");
+  cpu::check_disjoint(w, out, op, "w");
   const std::int64_t R = x.numel() / C;
   if (R == 0) return;
 
   const Pipeline& pipeline = ctx.pipelines.get(variant("rms_norm", w.dtype(), dev.features().subgroup_arithmetic));
   const Window ww = whole(w, dev);
-  const std::int64_t rows = rows_per_binding(C * 4, dev, "rms_norm");
+  const std::int64_t rows = rows_per_binding(C * 4, dev, op);
   for (std::int64_t r0 = 0; r0 < R; r0 += rows) {
     const std::int64_t n = std::min(rows, R - r0);
     const Window xw = window(x, r0 * C, n * C, dev);
     const Window ow = window(out, r0 * C, n * C, dev);
     const params::RmsNormParams p{xw.first, ww.first, ow.first, static_cast<std::uint32_t>(n),
-                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u};
+                                  static_cast<std::uint32_t>(C), options.eps, options.zero_centered ? 1u : 0u,
+                                  normalize ? 0u : 1u};
     ctx.recorder.dispatch(pipeline, {xw.binding, ww.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
   }
 }
