@@ -3,7 +3,7 @@
 // separates them: the latency a decode step pays per op) or independent (outputs rotate over
 // several tensors, so calls overlap: the throughput); matrix-vector products with their weight
 // warm in the GPU's caches or cold (rotating over copies larger than the caches, as in decode);
-// decode attention at a few context lengths. Prints one JSON line per case with the wall time per
+// decode attention at a few context lengths, alone and as a layer's whole step. Prints one JSON line per case with the wall time per
 // call and, with the profiler on, the GPU time per command.
 //   vulkan_kernel_bench [REPEAT=400] [DEVICE=""] [ONLY=""]   (ONLY: run the cases whose name holds it)
 #include <chrono>
@@ -148,6 +148,32 @@ int main(int argc, char** argv) {
         const double bytes = 2.0 * static_cast<double>(keys * nkv * D * 4);
         measure(gpu, "attention " + std::to_string(keys) + " keys", "chain", repeat, bytes,
                 [&](int) { gpu.attention(q[0], kc[0], vc[0], o, out[0]); });
+      }
+    }
+    // A decode layer's whole attention step (attention_with_inputs: q and the new key normalised and
+    // rotated, the new row written, the chunks merged), plain and with a folded norm's input scale.
+    {
+      const std::int64_t nh = 32, nkv = 4, D = 128, capacity = 8192;
+      std::vector<Tensor> q = tensors({1, nh, D}, 1), k = tensors({1, nkv, D}, 1), v = tensors({1, nkv * D}, 1);
+      std::vector<Tensor> kc = tensors({capacity, nkv * D}, 1), vc = tensors({capacity, nkv * D}, 1);
+      std::vector<Tensor> out = tensors({1, nh, D}, 1), norms = tensors({D}, 2), x = tensors({1, H}, 1);
+      backend::RopeOptions rope;
+      rope.rotary_dim = static_cast<int>(D);
+      for (std::int64_t j = 0; j < D / 2; ++j) rope.inv_freq.push_back(1.0f / static_cast<float>(j + 1));
+      const backend::InputScale scale{x[0], 1e-6f};
+      for (const std::int64_t keys : {48, 600, 1200}) {
+        backend::AttentionOptions o;
+        o.scale = 0.088f;
+        o.n_past = keys - 1;
+        const std::vector<std::int32_t> positions = {static_cast<std::int32_t>(keys - 1)};
+        const double bytes = 2.0 * static_cast<double>(keys * nkv * D * 4);
+        for (const bool scaled : {false, true}) {
+          measure(gpu, "attention step " + std::to_string(keys) + " keys" + (scaled ? " scaled" : ""), "chain", repeat,
+                  bytes, [&](int) {
+                    gpu.attention_with_inputs(q[0], k[0], v[0], norms[0], norms[1], {}, positions, rope, kc[0], vc[0],
+                                              o, out[0], scaled ? &scale : nullptr);
+                  });
+        }
       }
     }
     struct MatCase {
