@@ -129,6 +129,25 @@ TEST_P(VulkanRmsNorm, RmsScaleMatchesCpu) {
   expect_no_validation_messages(*gpu_);
 }
 
+// rms_scale's workgroups past the group limit: several column blocks and rows each.
+TEST(VulkanRmsScaleBlocks, AWorkgroupTakesSeveralBlocksAndRowsPastTheGroupLimit) {
+  auto cpu = make_backend();
+  for (const bool subgroups : {true, false}) {
+    SCOPED_TRACE(subgroups ? "subgroups" : "shared-memory reductions");
+    auto gpu = make_vulkan({.name = "16groups", .subgroups = subgroups, .max_groups = 16});
+    const std::int64_t R = 19, H = 5000, C = 17 * 1024 + 3;  // x past the registers, y past 16 blocks
+    const std::vector<float> x = random_values(static_cast<std::size_t>(R * H), 410, -2.0f, 2.0f);
+    const std::vector<float> y = random_values(static_cast<std::size_t>(R * C), 411, -3.0f, 3.0f);
+    Guarded xc(*cpu, {R, H}, x), yc(*cpu, {R, C}, y), outc(*cpu, {R, C});
+    Guarded xg(*gpu, {R, H}, x), yg(*gpu, {R, C}, y), outg(*gpu, {R, C});
+    cpu->rms_scale(xc.tensor(), 1e-6f, yc.tensor(), outc.tensor());
+    gpu->rms_scale(xg.tensor(), 1e-6f, yg.tensor(), outg.tensor());
+    expect_near_cpu(outg.values(), outc.values(), kRtol, "rms_scale");
+    outg.expect_guards_intact("rms_scale");
+    expect_no_validation_messages(*gpu);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, VulkanRmsNorm,
                          ::testing::ValuesIn(op_cases({format::Dtype::f32, format::Dtype::f16, format::Dtype::bf16})),
                          op_case_name);

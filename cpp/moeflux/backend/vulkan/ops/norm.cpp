@@ -10,6 +10,11 @@
 #include "params/rms_scale.h"
 
 namespace moeflux::backend::vk {
+namespace {
+
+constexpr std::int64_t kRmsScaleCols = 4;  // COLS of rms_scale.comp
+
+}  // namespace
 
 void VulkanBackend::rms_norm(const Tensor& x, const Tensor& w, const NormOptions& options, Tensor& out) {
   norm_rows(x, w, options, out, "rms_norm", true);
@@ -75,7 +80,9 @@ void VulkanBackend::rms_scale(const Tensor& x, float eps, const Tensor& y, Tenso
     const Window ow = window(out, r0 * C, n * C, dev);
     const params::RmsScaleParams p{xw.first, yw.first, ow.first, static_cast<std::uint32_t>(n),
                                    static_cast<std::uint32_t>(H), static_cast<std::uint32_t>(C), eps};
-    ctx.recorder.dispatch(pipeline, {xw.binding, yw.binding}, {ow.binding}, p, {groups_for(n, 1, dev)});
+    const std::int64_t block = kRmsScaleCols * pipeline.spec.local_size;  // y's columns per workgroup
+    ctx.recorder.dispatch(pipeline, {xw.binding, yw.binding}, {ow.binding}, p,
+                          {groups_for(C, block, dev, 0), groups_for(n, 1, dev, 1)});
   }
 }
 
