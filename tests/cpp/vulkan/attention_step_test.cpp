@@ -155,6 +155,7 @@ const StepCase kCases[] = {
     {8, 8, 64, 150, 0, 32, 1},     // no GQA, partial rotary
     {16, 2, 128, 300, 140, 64, 0},  // a sliding window, no norms
     {12, 3, 32, 400, 0, 32, 2},    // small heads: many chunks
+    {32, 4, 128, 1200, 0, 128, 1},  // 55 chunks: the merge loads o in two rounds
     {32, 4, 128, 2000, 0, 128, 1},  // past 64 chunks: the two ops (attention_split)
     {32, 4, 128, 40, 0, 128, 1},   // a single chunk: the two ops
 };
