@@ -95,7 +95,7 @@ shared bool last_chunk;  // this workgroup counted its KV head's last chunk
 
 #ifdef STEP
 #define PREP 2  // prepared vec4s per invocation: (group + 1) * D / 4 + Dv / 4 <= PREP * WG
-#define CB 32   // chunks' o per invocation loaded together in step 4
+#define CB 16   // chunks' states per invocation loaded together in step 4
 
 // One prepared item's inputs, loaded with the chunk's keys (one memory round trip for all).
 struct StepInput {
@@ -217,41 +217,36 @@ void prepare_inputs(uint kvh, bool new_here, inout StepInput in_[PREP], uint key
   }
 }
 
-// out of KV head kvh's query heads: every chunk's state merged as attention_combine does. The
-// chunks' (m, l) go to shared memory (scores and probs: free after step 3) while each invocation's
-// first CB chunks of o load, so up to CB chunks cost one memory round trip; the weights are taken
-// against the max over all chunks (the host keeps group * n_chunks <= S_MAX).
+// out of KV head kvh's query heads: every chunk's state merged as attention_combine does (in
+// ascending chunks, CB at a time).
 void merge_chunks(uint kvh) {
-  const uint tid = gl_LocalInvocationID.x, v4n = p.Dv / 4, state = 4 + p.Dv, n = p.n_chunks, G = p.group;
-  const uint first = p.partial_first + kvh * G * n * state;  // state (h, i) at first + (h * n + i) * state
-  vec4 o[CB];
-  [[unroll]] for (uint i = 0; i < CB; ++i) {
-    const uint h = tid / v4n, c = tid % v4n;
-    o[i] = tid < G * v4n && i < n ? partial4[(first + (h * n + i) * state + 4) / 4 + c] : vec4(0.0);
-  }
-  for (uint e = tid; e < G * n; e += WG) {
-    scores[e] = out_[first + e * state];
-    probs[e] = out_[first + e * state + 1];
-  }
-  barrier();
-  for (uint e = tid; e < G * v4n; e += WG) {
-    const uint h = e / v4n, c = e % v4n, row = kvh * G + h;
-    float M = NEG_INF;
-    for (uint i = 0; i < n; ++i) M = max(M, scores[h * n + i]);
-    float L = 0.0;
+  const uint v4n = p.Dv / 4, state = 4 + p.Dv;
+  for (uint e = gl_LocalInvocationID.x; e < p.group * v4n; e += WG) {
+    const uint row = kvh * p.group + e / v4n, c = e % v4n, base = p.partial_first + row * p.n_chunks * state;
+    float M = NEG_INF, L = 0.0;
     vec4 acc = vec4(0.0);
-    for (uint c0 = 0; c0 < n; c0 += CB) {
-      if (c0 > 0 || e != tid) {  // past the chunks loaded above
-        [[unroll]] for (uint i = 0; i < CB; ++i) {
-          o[i] = c0 + i < n ? partial4[(first + (h * n + c0 + i) * state + 4) / 4 + c] : vec4(0.0);
-        }
-      }
+    for (uint c0 = 0; c0 < p.n_chunks; c0 += CB) {
+      float m[CB], l[CB];
+      vec4 o[CB];
       [[unroll]] for (uint i = 0; i < CB; ++i) {
-        if (c0 + i >= n) break;
-        const float w = exp(scores[h * n + c0 + i] - M);  // 0 for a chunk without keys
-        L += probs[h * n + c0 + i] * w;
+        const uint chunk = c0 + i, at = base + chunk * state;
+        const bool here = chunk < p.n_chunks;
+        m[i] = here ? out_[at] : NEG_INF;
+        l[i] = here ? out_[at + 1] : 0.0;
+        o[i] = here ? partial4[(at + 4) / 4 + c] : vec4(0.0);
+      }
+      float m_new = M;
+      [[unroll]] for (uint i = 0; i < CB; ++i) m_new = max(m_new, m[i]);
+      if (m_new == NEG_INF) continue;  // no keys yet
+      const float a = exp(M - m_new);  // 0 while M = -inf
+      L *= a;
+      acc *= a;
+      [[unroll]] for (uint i = 0; i < CB; ++i) {
+        const float w = exp(m[i] - m_new);  // 0 for a chunk without keys
+        L += l[i] * w;
         acc += o[i] * w;
       }
+      M = m_new;
     }
     const float inv_sum = 1.0 / L;
     [[unroll]] for (uint i = 0; i < 4; ++i) attn[p.out_first + row * p.Dv + 4 * c + i] = acc[i] * inv_sum;

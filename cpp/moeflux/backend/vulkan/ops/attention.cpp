@@ -288,7 +288,6 @@ void VulkanBackend::attention_with_inputs(Tensor& q, Tensor& k, const Tensor& v,
   const std::int64_t keys_lo = first_key(n_past, options.sliding_window), n_keys = n_past + 1 - keys_lo;
   const std::int64_t n_chunks = chunk > 0 ? (n_keys + chunk - 1) / chunk : 0, state = 4 + d.Dv;
   if (chunk == 0 || n_keys <= kDirectBlocks * block || n_chunks > kDecodeMaxChunks ||
-      d.nh / nkv * n_chunks > kDecodeScores ||  // the merge's (m, l) of every chunk in shared memory
       shader_spec("attention_decode_step").bindings > dev.limits().max_storage_buffers ||
       n_keys * nkv * std::max(D, d.Dv) * 4 > window_bytes(dev) || d.nh * n_chunks * state * 4 > window_bytes(dev) ||
       d.nh * std::max(D, d.Dv) * 4 > window_bytes(dev))
