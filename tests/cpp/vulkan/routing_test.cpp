@@ -200,15 +200,23 @@ struct Experts : NamedExperts {
   Experts(Dtype d, std::int64_t H, std::int64_t I) : NamedExperts(d, H, I, kExperts, kLayer, 2400) {}
 };
 
-class VulkanRoutedExperts : public VulkanParamTest<OpCase> {};
+class VulkanRoutedExperts : public VulkanParamTest<OpCase> {
+ protected:
+  // The device tier configured for `experts` with the routing's k, nothing loaded yet; returns
+  // every expert's id.
+  std::vector<std::int32_t> configure_tier(const Experts& experts, int k) {
+    std::vector<std::int32_t> all(kExperts);
+    std::iota(all.begin(), all.end(), 0);
+    gpu_->configure_expert_cache(experts.layout(k), 0);
+    return all;
+  }
+};
 
 TEST_P(VulkanRoutedExperts, GiveTheBitsOfTheHostPlannedPath) {
   const std::int64_t H = 96, I = 64;
   const int k = 3;
   const Experts experts(GetParam().dtype, H, I);
-  std::vector<std::int32_t> all(kExperts);
-  std::iota(all.begin(), all.end(), 0);
-  gpu_->configure_expert_cache(experts.layout(k), 0);
+  const std::vector<std::int32_t> all = configure_tier(experts, k);
   EXPECT_TRUE(gpu_->expert_cache_holds_all());
   EXPECT_FALSE(gpu_->can_route_on_device(kLayer, 1));  // nothing loaded yet
   gpu_->load_experts(experts.weights(all));
@@ -253,10 +261,7 @@ TEST_P(VulkanRoutedExperts, FoldTheNextInputNorm) {
   const std::int64_t H = 96, I = 64;
   const int k = 3;
   const Experts experts(GetParam().dtype, H, I);
-  std::vector<std::int32_t> all(kExperts);
-  std::iota(all.begin(), all.end(), 0);
-  gpu_->configure_expert_cache(experts.layout(k), 0);
-  gpu_->load_experts(experts.weights(all));
+  gpu_->load_experts(experts.weights(configure_tier(experts, k)));
   EXPECT_FALSE(gpu_->folds_input_norm(0));
   EXPECT_TRUE(gpu_->folds_input_norm(1));
   EXPECT_TRUE(gpu_->folds_input_norm(8));
