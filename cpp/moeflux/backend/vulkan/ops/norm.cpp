@@ -1,5 +1,6 @@
 // rms_norm over the last axis, one workgroup per row (shaders/rms_norm.comp); weights in their
-// stored dtype, the subgroup variant where the device has subgroup arithmetic. rms_scale likewise.
+// stored dtype, the subgroup variant where the device has subgroup arithmetic; apply_norm_weight
+// through the same shader (weight_only). rms_scale: another tensor scaled by x's 1 / rms.
 #include <algorithm>
 
 #include "moeflux/backend/cpu/tensor_access.h"
